@@ -338,10 +338,13 @@ int fit_summary_parse(const json_t *item, const fit_rules *r, fit_summary *out,
                                    "recorded_at is in the future");
     /* The day must have begun, and must end inside the acceptance window. */
     int64_t day_start = fit_local_midnight_ms(out->date, out->offset_min);
-    if ((rc = check_window(r, day_start + FIT_MS_PER_DAY - 1, "date", err)))
-        return rc;
     if (day_start > r->now_ms + r->future_tolerance_ms)
         return fit_field_error_set(err, FIT_EFUTURE_TIME, "date", "date is in the future");
+    if (r->max_age_weeks > 0 &&
+        day_start + FIT_MS_PER_DAY <= r->now_ms - (int64_t)r->max_age_weeks * 7 * FIT_MS_PER_DAY)
+        return fit_field_error_set(err, FIT_ETOO_OLD, "date",
+                                   "date is older than the acceptance window of %d weeks",
+                                   r->max_age_weeks);
 
     if ((rc = get_integer(item, "moderate_min", 1, 0, 1440, &v, &present, err)))
         return rc;

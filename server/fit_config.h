@@ -1,0 +1,79 @@
+/*
+ * fit_config: fitsyncd's configuration.
+ *
+ * Three layers, later ones winning: the JSON file (--config, default
+ * config/fitsync.json beside the sources), environment variables (key "a.b"
+ * is overridden by FITSYNC_A_B, e.g. FITSYNC_MAX_AGE_WEEKS=0 or
+ * FITSYNC_TOKEN_SECRET), and command-line flags (--port, --redis,
+ * --data-dir). Every key, its type and its range are listed once in the
+ * table in fit_config.c (the schema); a key the schema does not know, a value
+ * of the wrong type or out of range stops start-up with a message that names
+ * the key. Paths inside the file (redis.conf, who_targets, met_table) are
+ * relative to the file's own directory; data_dir is relative to the working
+ * directory.
+ */
+#ifndef FIT_CONFIG_H
+#define FIT_CONFIG_H
+
+#include "fit_met.h"
+#include "fit_who.h"
+
+#include <limits.h>
+#include <stddef.h>
+
+#define FIT_PATH_MAX 512
+
+typedef struct {
+    char config_path[FIT_PATH_MAX];
+    char config_dir[FIT_PATH_MAX];
+    char host[64];
+    int port;
+    char data_dir[FIT_PATH_MAX];
+    char redis_address[256]; /* "" = start the embedded redis-server */
+    char redis_server[FIT_PATH_MAX];
+    char redis_conf[FIT_PATH_MAX];
+    int redis_connect_timeout_ms, redis_command_timeout_ms, redis_reconnect_max_ms;
+    int shards;
+    char token_secret[256];
+    int max_message_bytes; /* bytes of one WebSocket message after reassembly */
+    int max_batch;         /* items per upload batch */
+    int max_age_weeks;     /* acceptance window; 0 = unlimited */
+    int future_tolerance_s;
+    int max_queue_bytes; /* per-connection send queue bound */
+    char timezone[8];    /* the programme's UTC offset, "+08:00" */
+    int timezone_offset_min;
+    char who_targets[FIT_PATH_MAX];
+    char met_table[FIT_PATH_MAX];
+    char log_level[16];
+    int demo_token; /* --demo-token: print a member token at start */
+    /* Loaded reference tables (owned). */
+    fit_who_targets who;
+    fit_met_table met;
+} fit_config;
+
+/*
+ * Loads the configuration from argv/environment/file as described above,
+ * then the WHO targets and MET table it names. Returns 0; 1 if --help was
+ * printed; or a negative FIT_E* code with a message naming the key in err.
+ * Free with fit_config_free.
+ */
+int fit_config_load(fit_config *cfg, int argc, char **argv, char *err, size_t errlen);
+void fit_config_free(fit_config *cfg);
+
+/* Resolves a path relative to the config file's directory into out (FIT_PATH_MAX). */
+void fit_config_path(const fit_config *cfg, const char *rel, char *out);
+
+/*
+ * The token secret, found the same way by fitsyncd and the tools: the given
+ * configured secret (config token.secret or FITSYNC_TOKEN_SECRET) if
+ * non-empty, else <data_dir>/token.secret. With create set and no file, a
+ * random 256-bit secret is generated (OpenSSL RAND_bytes) and written there
+ * with mode 0600. Returns 0 or FIT_EIO with a message in err.
+ */
+int fit_secret_find(const char *configured, const char *data_dir, int create, char *out,
+                    size_t outlen, char *err, size_t errlen);
+
+/* mkdir -p with mode 0700. Returns 0 or FIT_EIO. */
+int fit_mkdirs(const char *path);
+
+#endif

@@ -1,0 +1,310 @@
+/*
+ * fit_server: start-up, the lws protocol callback, HTTP routes, shutdown.
+ *
+ * Start-up order: embedded Redis (if any) -> store (connects with backoff,
+ * so it does not matter that the child's socket appears a moment later) ->
+ * lws context on our loop -> signals. Shutdown is the reverse, in two
+ * stages because lws on a foreign loop closes its libuv handles
+ * asynchronously (minimal-http-server-eventlib-foreign): stop taking
+ * requests, let what is in flight answer (bounded wait), destroy the lws
+ * context, close the store and stop the child, let uv_run return, then
+ * destroy the context a second time and close the loop (main.c).
+ */
+#include "fit_server.h"
+#include "fit_error.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+extern const char fit_functions_lua[];
+extern const size_t fit_functions_lua_len;
+
+#define DRAIN_TICK_MS 50
+#define DRAIN_MAX_MS 5000
+
+/* Per-connection user data: lws gives every wsi one of these. */
+struct pss {
+    fit_session *session; /* WebSocket */
+    char *body;           /* HTTP: the response body to write */
+    size_t body_len;
+};
+
+static int http_reply(struct lws *wsi, struct pss *p, unsigned status, json_t *body)
+{
+    unsigned char buf[LWS_PRE + 1024], *start = buf + LWS_PRE, *ptr = start,
+                                       *end = buf + sizeof(buf) - 1;
+    p->body = json_dumps(body, JSON_COMPACT);
+    json_decref(body);
+    if (!p->body)
+        return -1;
+    p->body_len = strlen(p->body);
+    if (lws_add_http_common_headers(wsi, status, "application/json", (lws_filepos_t)p->body_len,
+                                    &ptr, end) ||
+        lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CACHE_CONTROL,
+                                     (const unsigned char *)"no-store", 8, &ptr, end) ||
+        lws_finalize_write_http_header(wsi, start, &ptr, end))
+        return -1;
+    lws_callback_on_writable(wsi);
+    return 0;
+}
+
+static int handle_http(struct lws *wsi, struct pss *p, const char *uri)
+{
+    fit_server *srv = lws_context_user(lws_get_context(wsi));
+    if (strcmp(uri, "/healthz") == 0) {
+        int up = fit_store_ready(&srv->store);
+        return http_reply(wsi, p, up ? HTTP_STATUS_OK : HTTP_STATUS_SERVICE_UNAVAILABLE,
+                          json_pack("{s:s, s:s, s:s, s:s}", "status", up ? "ok" : "degraded",
+                                    "redis", up ? "up" : "down", "version", FITSYNC_VERSION,
+                                    "protocol", FIT_SUBPROTOCOL));
+    }
+    return http_reply(wsi, p, HTTP_STATUS_NOT_FOUND,
+                      json_pack("{s:s, s:s}", "error", "not_found", "message",
+                                "no such resource; WebSocket clients use subprotocol "
+                                "fitsync.v1"));
+}
+
+static int has_subprotocol(struct lws *wsi)
+{
+    char buf[256];
+    if (lws_hdr_copy(wsi, buf, sizeof(buf), WSI_TOKEN_PROTOCOL) <= 0)
+        return 0;
+    for (char *tok = strtok(buf, ", "); tok; tok = strtok(NULL, ", "))
+        if (strcmp(tok, FIT_SUBPROTOCOL) == 0)
+            return 1;
+    return 0;
+}
+
+static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                    size_t len)
+{
+    struct pss *p = user;
+    fit_server *srv = lws_context_user(lws_get_context(wsi));
+    switch (reason) {
+    case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
+        /* The protocol is versioned by subprotocol: refuse upgrades that do not ask for it. */
+        if (!has_subprotocol(wsi) || srv->stopping)
+            return -1;
+        return 0;
+    case LWS_CALLBACK_ESTABLISHED:
+        p->session = fit_session_new(srv, wsi);
+        return p->session ? 0 : -1;
+    case LWS_CALLBACK_RECEIVE:
+        if (!p->session)
+            return -1;
+        return fit_session_receive(p->session, in, len,
+                                   lws_is_final_fragment(wsi) && !lws_remaining_packet_payload(wsi),
+                                   lws_frame_is_binary(wsi));
+    case LWS_CALLBACK_SERVER_WRITEABLE:
+        return p->session ? fit_session_writeable(p->session) : 0;
+    case LWS_CALLBACK_CLOSED:
+        if (p->session) {
+            fit_session_closed(p->session);
+            p->session = NULL;
+        }
+        return 0;
+    case LWS_CALLBACK_HTTP:
+        return handle_http(wsi, p, (const char *)in);
+    case LWS_CALLBACK_HTTP_WRITEABLE: {
+        if (!p->body)
+            return 0;
+        unsigned char *buf = malloc(LWS_PRE + p->body_len);
+        if (!buf)
+            return -1;
+        memcpy(buf + LWS_PRE, p->body, p->body_len);
+        int n = lws_write(wsi, buf + LWS_PRE, p->body_len, LWS_WRITE_HTTP_FINAL);
+        free(buf);
+        free(p->body);
+        p->body = NULL;
+        if (n < 0)
+            return -1;
+        return lws_http_transaction_completed(wsi) ? -1 : 0;
+    }
+    case LWS_CALLBACK_CLOSED_HTTP:
+    case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
+        free(p->body);
+        p->body = NULL;
+        return 0;
+    default:
+        break;
+    }
+    return lws_callback_http_dummy(wsi, reason, user, in, len);
+}
+
+static const struct lws_protocols protocols[] = {
+    {FIT_SUBPROTOCOL, callback, sizeof(struct pss), 4096, 0, NULL, 0},
+    {NULL, NULL, 0, 0, 0, NULL, 0}};
+
+static void store_state(fit_store *store, fit_store_state st, void *data)
+{
+    if (st == FIT_STORE_READY)
+        fprintf(stderr, "fitsyncd: Redis ready (%s), Functions library loaded\n",
+                store->opt.address);
+    else
+        fprintf(stderr, "fitsyncd: Redis unavailable: %s; reconnecting\n", store->last_error);
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+    fit_server *srv = h->data;
+    fprintf(stderr, "fitsyncd: %s received, stopping\n", signum == SIGINT ? "SIGINT" : "SIGTERM");
+    fit_server_stop(srv);
+}
+
+static void handle_closed(uv_handle_t *h)
+{
+    (void)h;
+}
+
+static void finish_stop(fit_server *srv)
+{
+    if (srv->ctx)
+        lws_context_destroy(srv->ctx); /* first stage; handles close as the loop runs */
+    if (srv->store.loop)
+        fit_store_close(&srv->store, NULL);
+    if (srv->have_child)
+        fit_redis_child_stop(&srv->child, NULL);
+    uv_close((uv_handle_t *)&srv->sigint, handle_closed);
+    uv_close((uv_handle_t *)&srv->sigterm, handle_closed);
+    uv_close((uv_handle_t *)&srv->drain_timer, handle_closed);
+}
+
+static int queues_empty(fit_server *srv)
+{
+    fit_user_devices *u, *tmp;
+    HASH_ITER(hh, srv->users, u, tmp)
+    {
+        for (fit_session *s = u->sessions; s; s = s->user_next)
+            if (s->qhead)
+                return 0;
+    }
+    return 1;
+}
+
+static void drain_tick(uv_timer_t *t)
+{
+    fit_server *srv = t->data;
+    uint64_t waited = uv_now(srv->loop) - srv->drain_started_ms;
+    if ((srv->inflight == 0 && queues_empty(srv)) || waited > DRAIN_MAX_MS) {
+        if (srv->inflight)
+            fprintf(stderr, "fitsyncd: %zu requests still waiting for Redis at shutdown\n",
+                    srv->inflight);
+        uv_timer_stop(t);
+        finish_stop(srv);
+    }
+}
+
+void fit_server_stop(fit_server *srv)
+{
+    if (srv->stopping)
+        return;
+    srv->stopping = 1;
+    srv->drain_started_ms = uv_now(srv->loop);
+    uv_timer_start(&srv->drain_timer, drain_tick, 0, DRAIN_TICK_MS);
+}
+
+int fit_server_start(fit_server *srv, uv_loop_t *loop, fit_config *cfg)
+{
+    char err[256];
+    memset(srv, 0, sizeof(*srv));
+    srv->loop = loop;
+    srv->cfg = cfg;
+    /* Handles first: whatever fails below, fit_server_stop can close them. */
+    uv_signal_init(loop, &srv->sigint);
+    uv_signal_init(loop, &srv->sigterm);
+    uv_timer_init(loop, &srv->drain_timer);
+    srv->sigint.data = srv->sigterm.data = srv->drain_timer.data = srv;
+    if (fit_mkdirs(cfg->data_dir) != 0) {
+        fprintf(stderr, "fitsyncd: cannot create data_dir %s\n", cfg->data_dir);
+        return FIT_EIO;
+    }
+    if (fit_secret_find(cfg->token_secret, cfg->data_dir, 1, srv->secret, sizeof(srv->secret), err,
+                        sizeof(err)) != 0) {
+        fprintf(stderr, "fitsyncd: %s\n", err);
+        return FIT_EIO;
+    }
+
+    if (cfg->redis_address[0]) {
+        snprintf(srv->redis_address, sizeof(srv->redis_address), "%s", cfg->redis_address);
+    } else {
+        char dir[FIT_PATH_MAX], conf[FIT_PATH_MAX];
+        if (!realpath(cfg->data_dir, dir)) {
+            fprintf(stderr, "fitsyncd: data_dir %s: cannot resolve\n", cfg->data_dir);
+            return FIT_EIO;
+        }
+        fit_config_path(cfg, cfg->redis_conf, conf);
+        char absconf[FIT_PATH_MAX];
+        if (!realpath(conf, absconf)) {
+            fprintf(stderr, "fitsyncd: redis.conf %s: not found\n", conf);
+            return FIT_EIO;
+        }
+        int rc = fit_redis_child_start(&srv->child, loop, cfg->redis_server, absconf, dir);
+        if (rc == FIT_EINVALID_VALUE) {
+            fprintf(stderr, "fitsyncd: data_dir path %s is too long for a Unix socket\n", dir);
+            return rc;
+        }
+        srv->have_child = 1;
+        if (rc != 0)
+            return rc;
+        snprintf(srv->redis_address, sizeof(srv->redis_address), "%s", srv->child.sock);
+    }
+
+    fit_store_options so;
+    memset(&so, 0, sizeof(so));
+    snprintf(so.address, sizeof(so.address), "%s", srv->redis_address);
+    so.connect_timeout_ms = (uint32_t)cfg->redis_connect_timeout_ms;
+    so.command_timeout_ms = (uint32_t)cfg->redis_command_timeout_ms;
+    so.reconnect_max_ms = (uint32_t)cfg->redis_reconnect_max_ms;
+    if (fit_store_init(&srv->store, loop, &so, fit_functions_lua, fit_functions_lua_len) != 0) {
+        fprintf(stderr, "fitsyncd: bad Redis address \"%s\"\n", so.address);
+        return FIT_EINVALID_VALUE;
+    }
+    srv->store.on_state = store_state;
+    srv->store.on_state_data = srv;
+
+    int levels = LLL_ERR | LLL_WARN;
+    lws_set_log_level(levels, NULL);
+    struct lws_context_creation_info info;
+    memset(&info, 0, sizeof(info));
+    void *foreign_loops[1] = {loop};
+    info.port = cfg->port;
+    info.iface = strcmp(cfg->host, "0.0.0.0") == 0 ? NULL : cfg->host;
+    info.protocols = protocols;
+    info.foreign_loops = foreign_loops;
+    info.user = srv;
+    info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_HTTP_HEADERS_SECURITY_BEST_PRACTICES_ENFORCE |
+                   LWS_SERVER_OPTION_VALIDATE_UTF8;
+    /* Idle connections are pinged, and dropped if the ping goes unanswered. */
+    static const lws_retry_bo_t retry = {.secs_since_valid_ping = 30,
+                                         .secs_since_valid_hangup = 40};
+    info.retry_and_idle_policy = &retry;
+    info.pt_serv_buf_size = 32 * 1024;
+    srv->ctx = lws_create_context(&info);
+    if (!srv->ctx) {
+        fprintf(stderr, "fitsyncd: cannot listen on %s:%d (port in use?)\n", cfg->host,
+                cfg->port);
+        return FIT_EIO;
+    }
+    if (lws_get_vhost_by_name(srv->ctx, "default") == NULL) {
+        fprintf(stderr, "fitsyncd: cannot listen on %s:%d (port in use?)\n", cfg->host,
+                cfg->port);
+        return FIT_EIO;
+    }
+    uv_signal_start(&srv->sigint, on_signal, SIGINT);
+    uv_signal_start(&srv->sigterm, on_signal, SIGTERM);
+    return 0;
+}
+
+void fit_server_destroy(fit_server *srv)
+{
+    if (srv->ctx)
+        lws_context_destroy(srv->ctx);
+    srv->ctx = NULL;
+    fit_user_devices *u, *tmp;
+    HASH_ITER(hh, srv->users, u, tmp)
+    {
+        HASH_DEL(srv->users, u);
+        free(u);
+    }
+}

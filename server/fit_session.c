@@ -1,0 +1,230 @@
+/*
+ * fit_session: one WebSocket connection's life, its receive buffer and its
+ * bounded send queue (libwebsockets README.coding.md: write only from the
+ * WRITEABLE callback, one lws_write per callback, ask for more with
+ * lws_callback_on_writable).
+ */
+#include "fit_server.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+fit_session *fit_session_new(fit_server *srv, struct lws *wsi)
+{
+    fit_session *s = calloc(1, sizeof(*s));
+    if (!s)
+        return NULL;
+    s->srv = srv;
+    s->wsi = wsi;
+    s->refs = 1;
+    s->id = ++srv->next_session_id;
+    srv->sessions++;
+    return s;
+}
+
+void fit_session_ref(fit_session *s)
+{
+    s->refs++;
+}
+
+static void drop_queue(fit_session *s)
+{
+    fit_outmsg *m = s->qhead;
+    while (m) {
+        fit_outmsg *n = m->next;
+        free(m);
+        m = n;
+    }
+    s->qhead = s->qtail = NULL;
+    s->qbytes = 0;
+}
+
+void fit_session_unref(fit_session *s)
+{
+    if (--s->refs > 0)
+        return;
+    drop_queue(s);
+    free(s->rx);
+    free(s);
+}
+
+void fit_session_attach_user(fit_session *s)
+{
+    fit_server *srv = s->srv;
+    fit_user_devices *u;
+    HASH_FIND_STR(srv->users, s->claims.sub, u);
+    if (!u) {
+        u = calloc(1, sizeof(*u));
+        if (!u)
+            return;
+        snprintf(u->user, sizeof(u->user), "%s", s->claims.sub);
+        HASH_ADD_STR(srv->users, user, u);
+    }
+    s->user_prev = NULL;
+    s->user_next = u->sessions;
+    if (u->sessions)
+        u->sessions->user_prev = s;
+    u->sessions = s;
+}
+
+static void detach_user(fit_session *s)
+{
+    if (!s->authed)
+        return;
+    fit_user_devices *u;
+    HASH_FIND_STR(s->srv->users, s->claims.sub, u);
+    if (!u)
+        return;
+    if (s->user_prev)
+        s->user_prev->user_next = s->user_next;
+    else if (u->sessions == s)
+        u->sessions = s->user_next;
+    if (s->user_next)
+        s->user_next->user_prev = s->user_prev;
+    s->user_next = s->user_prev = NULL;
+    if (!u->sessions) {
+        HASH_DEL(s->srv->users, u);
+        free(u);
+    }
+}
+
+void fit_server_each_device(fit_server *srv, const char *user, void (*fn)(fit_session *, void *),
+                            void *arg)
+{
+    fit_user_devices *u;
+    HASH_FIND_STR(srv->users, user, u);
+    for (fit_session *s = u ? u->sessions : NULL; s; s = s->user_next)
+        fn(s, arg);
+}
+
+void fit_session_closed(fit_session *s)
+{
+    detach_user(s);
+    s->authed = 0;
+    s->wsi = NULL;
+    s->srv->sessions--;
+    drop_queue(s);
+    fit_session_unref(s);
+}
+
+void fit_session_send(fit_session *s, const json_t *msg)
+{
+    if (!s->wsi || s->close_after_flush)
+        return;
+    char *text = json_dumps(msg, JSON_COMPACT);
+    if (!text)
+        return;
+    size_t len = strlen(text);
+    if (s->qbytes + len > (size_t)s->srv->cfg->max_queue_bytes) {
+        free(text);
+        drop_queue(s);
+        fit_session_close_after_flush(s, LWS_CLOSE_STATUS_POLICY_VIOLATION, "send queue full");
+        return;
+    }
+    fit_outmsg *m = malloc(sizeof(*m) + LWS_PRE + len);
+    if (!m) {
+        free(text);
+        return;
+    }
+    m->next = NULL;
+    m->len = len;
+    memcpy(m->buf + LWS_PRE, text, len);
+    free(text);
+    if (s->qtail)
+        s->qtail->next = m;
+    else
+        s->qhead = m;
+    s->qtail = m;
+    s->qbytes += len;
+    lws_callback_on_writable(s->wsi);
+}
+
+void fit_session_send_error(fit_session *s, const char *re, int code, const char *field,
+                            const char *message)
+{
+    json_t *e = fit_error_reply(re, code, field, message);
+    fit_session_send(s, e);
+    json_decref(e);
+}
+
+void fit_session_close_after_flush(fit_session *s, int code, const char *reason)
+{
+    if (!s->wsi)
+        return;
+    s->close_after_flush = 1;
+    s->close_code = code;
+    snprintf(s->close_reason, sizeof(s->close_reason), "%s", reason);
+    lws_callback_on_writable(s->wsi);
+}
+
+int fit_session_writeable(fit_session *s)
+{
+    fit_outmsg *m = s->qhead;
+    if (m) {
+        int n = lws_write(s->wsi, m->buf + LWS_PRE, m->len, LWS_WRITE_TEXT);
+        if (n < (int)m->len)
+            return -1;
+        s->qhead = m->next;
+        if (!s->qhead)
+            s->qtail = NULL;
+        s->qbytes -= m->len;
+        free(m);
+    }
+    if (s->qhead) {
+        lws_callback_on_writable(s->wsi);
+        return 0;
+    }
+    if (s->close_after_flush) {
+        lws_close_reason(s->wsi, (enum lws_close_status)s->close_code,
+                         (unsigned char *)s->close_reason, strlen(s->close_reason));
+        return -1;
+    }
+    return 0;
+}
+
+int fit_session_receive(fit_session *s, const void *in, size_t len, int final, int binary)
+{
+    size_t limit = (size_t)s->srv->cfg->max_message_bytes;
+    if (!s->rx_overflow) {
+        if (s->rx_len + len > limit) {
+            /* Keep reading (and dropping) until the message ends, then say why. */
+            s->rx_overflow = 1;
+            free(s->rx);
+            s->rx = NULL;
+            s->rx_len = s->rx_cap = 0;
+        } else {
+            if (s->rx_len + len + 1 > s->rx_cap) {
+                size_t cap = s->rx_cap ? s->rx_cap : 4096;
+                while (cap < s->rx_len + len + 1)
+                    cap *= 2;
+                char *p = realloc(s->rx, cap);
+                if (!p)
+                    return -1;
+                s->rx = p;
+                s->rx_cap = cap;
+            }
+            memcpy(s->rx + s->rx_len, in, len);
+            s->rx_len += len;
+        }
+    }
+    if (!final)
+        return 0;
+    if (s->rx_overflow) {
+        char msg[96];
+        snprintf(msg, sizeof(msg), "message exceeds max_message_bytes (%zu bytes)", limit);
+        fit_session_send_error(s, NULL, FIT_ETOO_LARGE, "", msg);
+    } else if (binary) {
+        fit_session_send_error(s, NULL, FIT_EBAD_MESSAGE, "",
+                               "binary frames are not part of fitsync.v1; send JSON text");
+    } else {
+        fit_handle_message(s, s->rx ? s->rx : "", s->rx_len);
+    }
+    s->rx_overflow = 0;
+    s->rx_len = 0;
+    if (s->rx_cap > 65536) {
+        free(s->rx);
+        s->rx = NULL;
+        s->rx_cap = 0;
+    }
+    return 0;
+}

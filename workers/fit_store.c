@@ -1,0 +1,315 @@
+/*
+ * fit_store: connect, load, time out, reconnect.
+ *
+ * One repeating 100 ms timer drives every deadline (connect timeout, the
+ * oldest command's timeout, the next reconnect attempt): deadlines here are
+ * coarse by nature and one timer is cheaper and simpler than one per command.
+ *
+ * hiredis rules followed here (async.c): a context is never freed from inside
+ * its own callbacks by us — the timer drops connections, hiredis frees a
+ * context after a failed connect or a disconnect callback — and store->ac is
+ * forgotten in those callbacks before anything else can use it.
+ */
+#include "fit_store.h"
+#include "fit_error.h"
+
+#include <hiredis/adapters/libuv.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define TICK_MS 100
+#define BACKOFF_MIN_MS 100
+
+struct fit_store_req {
+    fit_store *store;
+    fit_store_cb *cb;
+    void *data;
+    uint64_t sent_ms;
+    fit_store_req *next, *prev;
+    int internal; /* the FUNCTION LOAD issued by the store itself */
+};
+
+static void start_connect(fit_store *s);
+
+static void set_state(fit_store *s, fit_store_state st)
+{
+    s->state = st;
+    s->state_since_ms = uv_now(s->loop);
+    if (s->on_state && (st == FIT_STORE_READY || st == FIT_STORE_DISCONNECTED))
+        s->on_state(s, st, s->on_state_data);
+}
+
+unsigned fit_shard_of(const char *id, unsigned shards)
+{
+    uint32_t h = 2166136261u;
+    for (const unsigned char *p = (const unsigned char *)id; *p; p++) {
+        h ^= *p;
+        h *= 16777619u;
+    }
+    return shards > 1 ? h % shards : 0;
+}
+
+static void unlink_req(fit_store *s, fit_store_req *r)
+{
+    if (r->prev)
+        r->prev->next = r->next;
+    else
+        s->head = r->next;
+    if (r->next)
+        r->next->prev = r->prev;
+    else
+        s->tail = r->prev;
+    s->pending--;
+}
+
+static void reply_cb(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    fit_store_req *r = privdata;
+    fit_store *s = r->store;
+    unlink_req(s, r);
+    const char *errstr = NULL;
+    if (!reply)
+        errstr = s->last_error[0] ? s->last_error : "connection to Redis lost";
+    if (r->internal) {
+        redisReply *rep = reply;
+        if (rep && rep->type != REDIS_REPLY_ERROR && s->state == FIT_STORE_LOADING) {
+            s->backoff_ms = 0;
+            s->last_error[0] = '\0';
+            set_state(s, FIT_STORE_READY);
+        } else if (rep) {
+            snprintf(s->last_error, sizeof(s->last_error), "FUNCTION LOAD failed: %.90s",
+                     rep->str ? rep->str : "?");
+            fprintf(stderr, "fitsync: %s\n", s->last_error);
+            /* Leave the connection LOADING: the timer's command deadline drops it and retries. */
+        }
+    } else if (r->cb) {
+        r->cb(reply, errstr, r->data);
+    }
+    free(r);
+}
+
+static int send_req(fit_store *s, fit_store_req *r, int argc, const char **argv,
+                    const size_t *argvlen)
+{
+    r->store = s;
+    r->sent_ms = uv_now(s->loop);
+    r->prev = s->tail;
+    r->next = NULL;
+    if (s->tail)
+        s->tail->next = r;
+    else
+        s->head = r;
+    s->tail = r;
+    s->pending++;
+    if (redisAsyncCommandArgv(s->ac, reply_cb, r, argc, argv, argvlen) != REDIS_OK) {
+        unlink_req(s, r);
+        return FIT_EUNAVAILABLE;
+    }
+    return 0;
+}
+
+static void load_functions(fit_store *s)
+{
+    fit_store_req *r = calloc(1, sizeof(*r));
+    if (!r)
+        return;
+    r->internal = 1;
+    const char *argv[] = {"FUNCTION", "LOAD", "REPLACE", s->lua};
+    size_t lens[] = {8, 4, 7, s->lua_len};
+    set_state(s, FIT_STORE_LOADING);
+    if (send_req(s, r, 4, argv, lens) != 0)
+        free(r);
+}
+
+static void connect_cb(const redisAsyncContext *ac, int status)
+{
+    fit_store *s = ac->data;
+    if (status != REDIS_OK) {
+        /* hiredis frees the context after this callback returns. */
+        snprintf(s->last_error, sizeof(s->last_error), "connect to %s: %.80s", s->opt.address,
+                 ac->errstr);
+        s->ac = NULL;
+        if (s->state != FIT_STORE_CLOSED)
+            set_state(s, FIT_STORE_DISCONNECTED);
+        return;
+    }
+    load_functions(s);
+}
+
+static void disconnect_cb(const redisAsyncContext *ac, int status)
+{
+    fit_store *s = ac->data;
+    s->ac = NULL;
+    s->reconnects++;
+    if (status != REDIS_OK && !s->last_error[0])
+        snprintf(s->last_error, sizeof(s->last_error), "Redis connection lost: %.80s",
+                 ac->errstr);
+    if (s->state != FIT_STORE_CLOSED && s->state != FIT_STORE_DISCONNECTED)
+        set_state(s, FIT_STORE_DISCONNECTED);
+}
+
+/* Drops the connection from outside hiredis callbacks; pending commands fail with reason. */
+static void drop(fit_store *s, const char *reason)
+{
+    snprintf(s->last_error, sizeof(s->last_error), "%s", reason);
+    redisAsyncContext *ac = s->ac;
+    int was_connected = ac && (ac->c.flags & REDIS_CONNECTED);
+    if (s->state != FIT_STORE_CLOSED)
+        set_state(s, FIT_STORE_DISCONNECTED);
+    if (ac) {
+        s->ac = NULL;
+        if (!was_connected)
+            ac->onDisconnect = NULL;
+        redisAsyncFree(ac);
+    }
+}
+
+static void start_connect(fit_store *s)
+{
+    const char *a = s->opt.address;
+    redisAsyncContext *ac;
+    s->last_error[0] = '\0';
+    if (a[0] == '/' || a[0] == '.') {
+        ac = redisAsyncConnectUnix(a);
+    } else {
+        const char *hp = strncmp(a, "redis://", 8) == 0 ? a + 8 : a;
+        char host[200];
+        const char *colon = strrchr(hp, ':');
+        int port = colon ? atoi(colon + 1) : 6379;
+        size_t hl = colon ? (size_t)(colon - hp) : strlen(hp);
+        snprintf(host, sizeof(host), "%.*s", (int)hl, hp);
+        ac = redisAsyncConnect(host, port);
+    }
+    if (!ac || ac->err) {
+        snprintf(s->last_error, sizeof(s->last_error), "connect to %s: %.80s", a,
+                 ac ? ac->errstr : "out of memory");
+        if (ac)
+            redisAsyncFree(ac);
+        set_state(s, FIT_STORE_DISCONNECTED);
+        return;
+    }
+    ac->data = s;
+    if (redisLibuvAttach(ac, s->loop) != REDIS_OK) {
+        redisAsyncFree(ac);
+        set_state(s, FIT_STORE_DISCONNECTED);
+        return;
+    }
+    redisAsyncSetConnectCallback(ac, connect_cb);
+    redisAsyncSetDisconnectCallback(ac, disconnect_cb);
+    s->ac = ac;
+    set_state(s, FIT_STORE_CONNECTING);
+}
+
+static void tick(uv_timer_t *t)
+{
+    fit_store *s = t->data;
+    uint64_t now = uv_now(s->loop);
+    switch (s->state) {
+    case FIT_STORE_CONNECTING:
+        if (now - s->state_since_ms > s->opt.connect_timeout_ms)
+            drop(s, "connect timed out");
+        break;
+    case FIT_STORE_LOADING:
+    case FIT_STORE_READY:
+        if (s->head && now - s->head->sent_ms > s->opt.command_timeout_ms)
+            drop(s, "Redis command timed out");
+        break;
+    case FIT_STORE_DISCONNECTED:
+        if (now - s->state_since_ms >= s->backoff_ms) {
+            s->backoff_ms = s->backoff_ms ? s->backoff_ms * 2 : BACKOFF_MIN_MS;
+            if (s->backoff_ms > s->opt.reconnect_max_ms)
+                s->backoff_ms = s->opt.reconnect_max_ms;
+            start_connect(s);
+        }
+        break;
+    case FIT_STORE_CLOSED:
+        break;
+    }
+}
+
+int fit_store_init(fit_store *s, uv_loop_t *loop, const fit_store_options *opt, const char *lua,
+                   size_t lua_len)
+{
+    memset(s, 0, sizeof(*s));
+    if (!opt->address[0])
+        return FIT_EINVALID_VALUE;
+    s->loop = loop;
+    s->opt = *opt;
+    if (!s->opt.connect_timeout_ms)
+        s->opt.connect_timeout_ms = 2000;
+    if (!s->opt.command_timeout_ms)
+        s->opt.command_timeout_ms = 5000;
+    if (!s->opt.reconnect_max_ms)
+        s->opt.reconnect_max_ms = 5000;
+    s->lua = lua;
+    s->lua_len = lua_len;
+    uv_timer_init(loop, &s->timer);
+    s->timer.data = s;
+    uv_timer_start(&s->timer, tick, TICK_MS, TICK_MS);
+    start_connect(s);
+    return 0;
+}
+
+int fit_store_ready(const fit_store *s)
+{
+    return s->state == FIT_STORE_READY;
+}
+
+int fit_store_command(fit_store *s, fit_store_cb *cb, void *data, int argc, const char **argv,
+                      const size_t *argvlen)
+{
+    if (s->state != FIT_STORE_READY || !s->ac)
+        return FIT_EUNAVAILABLE;
+    fit_store_req *r = calloc(1, sizeof(*r));
+    if (!r)
+        return FIT_ENOMEM;
+    r->cb = cb;
+    r->data = data;
+    int rc = send_req(s, r, argc, argv, argvlen);
+    if (rc)
+        free(r);
+    return rc;
+}
+
+struct close_ctx {
+    fit_store *s;
+    void (*on_closed)(fit_store *);
+};
+
+static void timer_closed_cb(uv_handle_t *h)
+{
+    struct close_ctx *c = h->data;
+    fit_store *s = c->s;
+    void (*on_closed)(fit_store *) = c->on_closed;
+    free(c);
+    s->timer.data = s;
+    if (on_closed)
+        on_closed(s);
+}
+
+void fit_store_close(fit_store *s, void (*on_closed)(fit_store *store))
+{
+    if (s->state == FIT_STORE_CLOSED)
+        return;
+    snprintf(s->last_error, sizeof(s->last_error), "closed");
+    s->state = FIT_STORE_CLOSED;
+    s->on_state = NULL;
+    if (s->ac) {
+        redisAsyncContext *ac = s->ac;
+        s->ac = NULL;
+        if (!(ac->c.flags & REDIS_CONNECTED))
+            ac->onDisconnect = NULL;
+        redisAsyncFree(ac);
+    }
+    uv_timer_stop(&s->timer);
+    struct close_ctx *c = malloc(sizeof(*c));
+    if (c) {
+        c->s = s;
+        c->on_closed = on_closed;
+        s->timer.data = c;
+        uv_close((uv_handle_t *)&s->timer, timer_closed_cb);
+    } else {
+        uv_close((uv_handle_t *)&s->timer, NULL);
+    }
+}
