@@ -82,7 +82,7 @@ static int64_t instant(const char *s)
 static json_t *load(const char *text)
 {
     json_error_t jerr;
-    json_t *j = json_loads(text, 0, &jerr);
+    json_t *j = json_loads(text, JSON_DECODE_ANY, &jerr);
     if (!j)
         fail_msg("fixture JSON does not parse: %s: %s", jerr.text, text);
     return j;
@@ -109,13 +109,12 @@ static void expect_activity_ok(const char *text, const fit_rules *r, fit_activit
     fit_field_error err;
     int rc = parse_activity(text, r, a, &err);
     if (rc != 0)
-        fail_msg("%s\n  rejected: %s (%s) field \"%s\": %s", text, fit_err_name(rc), fit_err_name(err.code),
-                 err.field, err.message);
+        fail_msg("%s\n  rejected: %s field \"%s\": %s", text, fit_err_name(rc), err.field,
+                 err.message);
     assert_non_null(a->doc);
 }
 
-static void expect_activity_error(const char *text, const fit_rules *r, int code,
-                                  const char *field)
+static void expect_activity_error(const char *text, const fit_rules *r, int code, const char *field)
 {
     fit_activity a;
     fit_field_error err;
@@ -284,10 +283,10 @@ static void test_intensity_precedence(void **state)
     expect_intensity(SESSION("\"type\": \"walking\", \"met\": 7"), FIT_INTENSITY_VIGOROUS, "met");
     expect_intensity(SESSION("\"type\": \"running\", \"met\": 2"), FIT_INTENSITY_LIGHT, "met");
     /* The type's Compendium MET, from config/met.json. */
-    expect_intensity(SESSION("\"type\": \"yoga\""), FIT_INTENSITY_LIGHT, "type");       /* 2.5 */
-    expect_intensity(SESSION("\"type\": \"walking\""), FIT_INTENSITY_MODERATE, "type"); /* 4.3 */
-    expect_intensity(SESSION("\"type\": \"cycling\""), FIT_INTENSITY_VIGOROUS, "type"); /* 7.5 */
-    expect_intensity(SESSION("\"type\": \"running\""), FIT_INTENSITY_VIGOROUS, "type"); /* 8.0 */
+    expect_intensity(SESSION("\"type\": \"yoga\""), FIT_INTENSITY_LIGHT, "type");        /* 2.5 */
+    expect_intensity(SESSION("\"type\": \"walking\""), FIT_INTENSITY_MODERATE, "type");  /* 4.3 */
+    expect_intensity(SESSION("\"type\": \"cycling\""), FIT_INTENSITY_VIGOROUS, "type");  /* 7.5 */
+    expect_intensity(SESSION("\"type\": \"running\""), FIT_INTENSITY_VIGOROUS, "type");  /* 8.0 */
     expect_intensity(SESSION("\"type\": \"swimming\""), FIT_INTENSITY_MODERATE, "type"); /* 5.8 */
     /* Table entries that sit exactly on the cut points. */
     expect_intensity(SESSION("\"type\": \"pilates\""), FIT_INTENSITY_MODERATE, "type"); /* 3.0 */
@@ -295,34 +294,29 @@ static void test_intensity_precedence(void **state)
     /* A type outside the table is fine when the intensity is given another way. */
     expect_intensity(SESSION("\"type\": \"quidditch\", \"intensity\": \"vigorous\""),
                      FIT_INTENSITY_VIGOROUS, "device");
-    expect_intensity(SESSION("\"type\": \"quidditch\", \"met\": 4"), FIT_INTENSITY_MODERATE,
-                     "met");
+    expect_intensity(SESSION("\"type\": \"quidditch\", \"met\": 4"), FIT_INTENSITY_MODERATE, "met");
 }
 
 static void test_met_cut_points(void **state)
 {
     (void)state;
-    expect_intensity(SESSION("\"type\": \"quidditch\", \"met\": 2.99"), FIT_INTENSITY_LIGHT,
-                     "met");
+    expect_intensity(SESSION("\"type\": \"quidditch\", \"met\": 2.99"), FIT_INTENSITY_LIGHT, "met");
     expect_intensity(SESSION("\"type\": \"quidditch\", \"met\": 3.0"), FIT_INTENSITY_MODERATE,
                      "met");
-    expect_intensity(SESSION("\"type\": \"quidditch\", \"met\": 3"), FIT_INTENSITY_MODERATE,
-                     "met");
+    expect_intensity(SESSION("\"type\": \"quidditch\", \"met\": 3"), FIT_INTENSITY_MODERATE, "met");
     expect_intensity(SESSION("\"type\": \"quidditch\", \"met\": 5.99"), FIT_INTENSITY_MODERATE,
                      "met");
     expect_intensity(SESSION("\"type\": \"quidditch\", \"met\": 6.0"), FIT_INTENSITY_VIGOROUS,
                      "met");
-    expect_intensity(SESSION("\"type\": \"quidditch\", \"met\": 6"), FIT_INTENSITY_VIGOROUS,
-                     "met");
-    expect_intensity(SESSION("\"type\": \"quidditch\", \"met\": 0.5"), FIT_INTENSITY_LIGHT,
-                     "met");
+    expect_intensity(SESSION("\"type\": \"quidditch\", \"met\": 6"), FIT_INTENSITY_VIGOROUS, "met");
+    expect_intensity(SESSION("\"type\": \"quidditch\", \"met\": 0.5"), FIT_INTENSITY_LIGHT, "met");
     expect_intensity(SESSION("\"type\": \"quidditch\", \"met\": 25"), FIT_INTENSITY_VIGOROUS,
                      "met");
     fit_rules r = rules();
-    expect_activity_error(SESSION("\"type\": \"quidditch\", \"met\": 0.4"), &r,
-                          FIT_EINVALID_VALUE, "met");
-    expect_activity_error(SESSION("\"type\": \"quidditch\", \"met\": 25.5"), &r,
-                          FIT_EINVALID_VALUE, "met");
+    expect_activity_error(SESSION("\"type\": \"quidditch\", \"met\": 0.4"), &r, FIT_EINVALID_VALUE,
+                          "met");
+    expect_activity_error(SESSION("\"type\": \"quidditch\", \"met\": 25.5"), &r, FIT_EINVALID_VALUE,
+                          "met");
     expect_activity_error(SESSION("\"type\": \"quidditch\", \"met\": -7"), &r, FIT_EINVALID_VALUE,
                           "met");
 }
@@ -334,8 +328,7 @@ static void test_unknown_type(void **state)
     expect_activity_error(SESSION("\"type\": \"quidditch\""), &r, FIT_EUNKNOWN_ACTIVITY_TYPE,
                           "type");
     /* Types are matched exactly. */
-    expect_activity_error(SESSION("\"type\": \"Running\""), &r, FIT_EUNKNOWN_ACTIVITY_TYPE,
-                          "type");
+    expect_activity_error(SESSION("\"type\": \"Running\""), &r, FIT_EUNKNOWN_ACTIVITY_TYPE, "type");
     /* A type that is not even a plausible name. */
     expect_activity_error(SESSION("\"type\": \"morning run\""), &r, FIT_EINVALID_VALUE, "type");
     expect_activity_error(SESSION("\"type\": \"\""), &r, FIT_EINVALID_VALUE, "type");
@@ -364,8 +357,11 @@ static void test_duration(void **state)
                           FIT_EDURATION_OUT_OF_RANGE, "duration_s");
     expect_activity_error(AT("2026-03-08T00:00:00Z", "\"duration_s\": 86400.5"), &r,
                           FIT_EDURATION_OUT_OF_RANGE, "duration_s");
-    expect_activity_error(AT("2026-03-08T00:00:00Z", "\"duration_s\": 1e300"), &r,
-                          FIT_EINVALID_VALUE, "duration_s");
+    /* Absurd values are refused too (either code is fair; the field must be named). */
+    fit_field_error err;
+    int rc = parse_activity(AT("2026-03-08T00:00:00Z", "\"duration_s\": 1e300"), &r, &a, &err);
+    assert_true(rc == FIT_EDURATION_OUT_OF_RANGE || rc == FIT_EINVALID_VALUE);
+    assert_string_equal(err.field, "duration_s");
 
     /* Exactly 24 h, midnight to midnight: one local day, not two. */
     expect_activity_ok(AT("2026-03-08T00:00:00+08:00", "\"duration_s\": 86400"), &r, &a);
@@ -416,9 +412,9 @@ static void test_end_instead_of_duration(void **state)
 
     /* Both: refused, whichever of the two fields is named. */
     fit_field_error err;
-    int rc = parse_activity(
-        AT("2026-03-09T07:00:00+08:00", "\"duration_s\": 600, \"end\": \"2026-03-09T07:10:00+08:00\""),
-        &r, &a, &err);
+    int rc = parse_activity(AT("2026-03-09T07:00:00+08:00",
+                               "\"duration_s\": 600, \"end\": \"2026-03-09T07:10:00+08:00\""),
+                            &r, &a, &err);
     assert_int_equal(rc, FIT_EINVALID_VALUE);
     assert_true(strcmp(err.field, "end") == 0 || strcmp(err.field, "duration_s") == 0);
     /* Neither. */
@@ -447,8 +443,8 @@ static void test_future(void **state)
     expect_activity_error(AT("2026-03-10T12:09:00Z", "\"end\": \"2026-03-10T12:10:01Z\""), &r,
                           FIT_EFUTURE_TIME, "end");
     /* A session started in the past that claims to end two hours from now. */
-    expect_activity_error(AT("2026-03-10T11:00:00Z", "\"duration_s\": 10800"), &r,
-                          FIT_EFUTURE_TIME, "duration_s");
+    expect_activity_error(AT("2026-03-10T11:00:00Z", "\"duration_s\": 10800"), &r, FIT_EFUTURE_TIME,
+                          "duration_s");
     /* A session ending right now is fine. */
     expect_activity_ok(AT("2026-03-10T11:00:00Z", "\"duration_s\": 3600"), &r, &a);
     fit_activity_clear(&a);
@@ -464,8 +460,8 @@ static void test_too_old(void **state)
     fit_activity_clear(&a);
     expect_activity_error(AT("2026-01-13T11:59:59Z", "\"duration_s\": 600"), &r, FIT_ETOO_OLD,
                           "start");
-    expect_activity_error(AT("2026-01-13T19:59:59+08:00", "\"duration_s\": 600"), &r,
-                          FIT_ETOO_OLD, "start");
+    expect_activity_error(AT("2026-01-13T19:59:59+08:00", "\"duration_s\": 600"), &r, FIT_ETOO_OLD,
+                          "start");
     expect_activity_error(AT("2020-01-01T00:00:00Z", "\"duration_s\": 600"), &r, FIT_ETOO_OLD,
                           "start");
     /* A history import sets no window. */
@@ -493,13 +489,13 @@ static void test_bad_start(void **state)
                           FIT_EBAD_OFFSET, "start");
     expect_activity_error(AT("2026-03-09T07:00:00-14:01", "\"duration_s\": 600"), &r,
                           FIT_EBAD_OFFSET, "start");
-    expect_activity_error(AT("2026-03-09T07:00:00", "\"duration_s\": 600"), &r,
-                          FIT_EINVALID_VALUE, "start");
+    expect_activity_error(AT("2026-03-09T07:00:00", "\"duration_s\": 600"), &r, FIT_EINVALID_VALUE,
+                          "start");
     expect_activity_error(AT("yesterday", "\"duration_s\": 600"), &r, FIT_EINVALID_VALUE, "start");
-    expect_activity_error(AT("2026-02-29T07:00:00Z", "\"duration_s\": 600"), &r,
-                          FIT_EINVALID_VALUE, "start");
-    expect_activity_error("{\"client_id\": \"c1\", \"type\": \"running\", \"duration_s\": 600}",
-                          &r, FIT_EMISSING_FIELD, "start");
+    expect_activity_error(AT("2026-02-29T07:00:00Z", "\"duration_s\": 600"), &r, FIT_EINVALID_VALUE,
+                          "start");
+    expect_activity_error("{\"client_id\": \"c1\", \"type\": \"running\", \"duration_s\": 600}", &r,
+                          FIT_EMISSING_FIELD, "start");
     expect_activity_error("{\"client_id\": \"c1\", \"type\": \"running\", \"start\": null,"
                           " \"duration_s\": 600}",
                           &r, FIT_EMISSING_FIELD, "start");
@@ -530,8 +526,7 @@ static void test_wrong_types(void **state)
         {"{\"client_id\": \"c1\", \"type\": \"running\", " GOOD_TAIL ", \"intensity\": 3}",
          "intensity"},
         {"{\"client_id\": \"c1\", \"type\": \"running\", " GOOD_TAIL ", \"met\": \"7\"}", "met"},
-        {"{\"client_id\": \"c1\", \"type\": \"running\", " GOOD_TAIL ", \"steps\": 10.5}",
-         "steps"},
+        {"{\"client_id\": \"c1\", \"type\": \"running\", " GOOD_TAIL ", \"steps\": 10.5}", "steps"},
         {"{\"client_id\": \"c1\", \"type\": \"running\", " GOOD_TAIL ", \"steps\": \"100\"}",
          "steps"},
         {"{\"client_id\": \"c1\", \"type\": \"running\", " GOOD_TAIL ", \"distance_m\": \"5\"}",
@@ -562,8 +557,7 @@ static void test_fields(void **state)
                           &r, FIT_EUNKNOWN_FIELD, "heart_rate");
     expect_activity_error("{\"type\": \"running\", " GOOD_TAIL "}", &r, FIT_EMISSING_FIELD,
                           "client_id");
-    expect_activity_error("{\"client_id\": \"c1\", " GOOD_TAIL "}", &r, FIT_EMISSING_FIELD,
-                          "type");
+    expect_activity_error("{\"client_id\": \"c1\", " GOOD_TAIL "}", &r, FIT_EMISSING_FIELD, "type");
     expect_activity_error("{\"client_id\": \"c1\", \"type\": \"running\", " GOOD_TAIL
                           ", \"steps\": -1}",
                           &r, FIT_EINVALID_VALUE, "steps");
@@ -581,26 +575,27 @@ static void test_client_id(void **state)
     fit_rules r = rules();
     fit_activity a;
     static const char *const bad[] = {
-        "",         "a b",       "x/y",     "run#1",    "caf\\u00e9", "tab\\there",
-        "a,b",      "quote\\\"", "{brace}", "semi;col", "new\\nline",
-        "c23456789012345678901234567890123456789012345678901234567890123456", /* 65 */
+        "",           "a b",
+        "x/y",        "run#1",
+        "caf\\u00e9", "tab\\there",
+        "a,b",        "quote\\\"",
+        "{brace}",    "semi;col",
+        "new\\nline", "c2345678901234567890123456789012345678901234567890123456789012345", /* 65 */
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         char json[512];
-        snprintf(json, sizeof(json), "{\"client_id\": \"%s\", \"type\": \"running\", " GOOD_TAIL "}",
-                 bad[i]);
+        snprintf(json, sizeof(json),
+                 "{\"client_id\": \"%s\", \"type\": \"running\", " GOOD_TAIL "}", bad[i]);
         expect_activity_error(json, &r, FIT_EINVALID_VALUE, "client_id");
     }
     static const char *const good[] = {
-        "a",
-        "A-Z.a_z:0@9",
-        "watch@user.example:2026-03-10T06:00",
+        "a", "A-Z.a_z:0@9", "watch@user.example:2026-03-10T06:00",
         "c234567890123456789012345678901234567890123456789012345678901234", /* 64 */
     };
     for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
         char json[512];
-        snprintf(json, sizeof(json), "{\"client_id\": \"%s\", \"type\": \"running\", " GOOD_TAIL "}",
-                 good[i]);
+        snprintf(json, sizeof(json),
+                 "{\"client_id\": \"%s\", \"type\": \"running\", " GOOD_TAIL "}", good[i]);
         expect_activity_ok(json, &r, &a);
         assert_string_equal(a.client_id, good[i]);
         fit_activity_clear(&a);
@@ -689,8 +684,8 @@ static void test_split_kathmandu(void **state)
     expect_segment(&a.seg[1], "2026-03-07", "2026-W10", local_mid, a.end_ms);
     fit_activity_clear(&a);
 
-    /* 02:00 at +05:45 for 1 h crosses UTC midnight (20:15Z to 21:15Z? no: 20:15Z the day
-     * before) — it lies inside one local day, so no split. */
+    /* 05:00 at +05:45 for 1 h is 23:15Z to 00:15Z: it crosses UTC midnight but lies
+     * inside one local day, so it is not split. */
     expect_activity_ok(AT("2026-03-07T05:00:00+05:45", "\"duration_s\": 3600"), &r, &a);
     assert_int_equal(a.start_ms, instant("2026-03-06T23:15:00Z"));
     assert_int_equal(a.nseg, 1);
@@ -764,8 +759,7 @@ static void test_split_steps(void **state)
 
 /* ------------------------------------------------------------ daily summaries */
 
-static int parse_summary(const char *text, const fit_rules *r, fit_summary *s,
-                         fit_field_error *err)
+static int parse_summary(const char *text, const fit_rules *r, fit_summary *s, fit_field_error *err)
 {
     json_t *item = load(text);
     memset(err, 0, sizeof(*err));
@@ -803,7 +797,7 @@ static void expect_summary_error(const char *text, const fit_rules *r, int code,
 }
 
 #define SUMMARY(date, off, rec, mins)                                                              \
-    "{\"date\": \"" date "\", \"utc_offset\": \"" off "\", \"source\": \"fitbit\","               \
+    "{\"date\": \"" date "\", \"utc_offset\": \"" off "\", \"source\": \"fitbit\","                \
     " \"recorded_at\": \"" rec "\", " mins "}"
 #define MINS "\"moderate_min\": 30, \"vigorous_min\": 15"
 
@@ -891,7 +885,6 @@ static void test_summary_rejects(void **state)
 {
     (void)state;
     fit_rules r = rules();
-    const char *rec = "2026-03-10T07:00:00+08:00";
     /* Minutes. */
     expect_summary_error(SUMMARY("2026-03-09", "+08:00", "2026-03-10T07:00:00+08:00",
                                  "\"moderate_min\": 1441, \"vigorous_min\": 0"),
@@ -911,9 +904,9 @@ static void test_summary_rejects(void **state)
     expect_summary_error(SUMMARY("2026-03-09", "+08:00", "2026-03-10T07:00:00+08:00",
                                  "\"moderate_min\": \"30\", \"vigorous_min\": 5"),
                          &r, FIT_EINVALID_TYPE, "moderate_min");
-    expect_summary_error(SUMMARY("2026-03-09", "+08:00", "2026-03-10T07:00:00+08:00",
-                                 "\"moderate_min\": 30"),
-                         &r, FIT_EMISSING_FIELD, "vigorous_min");
+    expect_summary_error(
+        SUMMARY("2026-03-09", "+08:00", "2026-03-10T07:00:00+08:00", "\"moderate_min\": 30"), &r,
+        FIT_EMISSING_FIELD, "vigorous_min");
     /* The sum of a day's minutes cannot exceed the day. */
     {
         fit_summary s;
@@ -949,10 +942,18 @@ static void test_summary_rejects(void **state)
     fit_summary s;
     expect_summary_ok(SUMMARY("2026-01-13", "Z", "2026-03-10T12:00:00Z", MINS), &r, &s);
     fit_summary_clear(&s);
-    expect_summary_error(SUMMARY("2026-01-12", "Z", "2026-03-10T12:00:00Z", MINS), &r,
-                         FIT_ETOO_OLD, "date");
+    expect_summary_error(SUMMARY("2026-01-12", "Z", "2026-03-10T12:00:00Z", MINS), &r, FIT_ETOO_OLD,
+                         "date");
     expect_summary_error(SUMMARY("2025-06-01", "+08:00", "2026-03-10T12:00:00Z", MINS), &r,
                          FIT_ETOO_OLD, "date");
+    /* The offset decides when a date ends: 2026-01-12 at -12:00 ends exactly at the window's
+     * start (too old), at -12:01 one minute after it, at -14:00 two hours after it. */
+    expect_summary_error(SUMMARY("2026-01-12", "-12:00", "2026-03-10T12:00:00Z", MINS), &r,
+                         FIT_ETOO_OLD, "date");
+    expect_summary_ok(SUMMARY("2026-01-12", "-12:01", "2026-03-10T12:00:00Z", MINS), &r, &s);
+    fit_summary_clear(&s);
+    expect_summary_ok(SUMMARY("2026-01-12", "-14:00", "2026-03-10T12:00:00Z", MINS), &r, &s);
+    fit_summary_clear(&s);
     r.max_age_weeks = 0;
     expect_summary_ok(SUMMARY("2016-04-12", "-07:00", "2016-04-13T00:00:00-07:00", MINS), &r, &s);
     assert_string_equal(s.week, "2016-W15");
@@ -969,18 +970,18 @@ static void test_summary_rejects(void **state)
                          " \"recorded_at\": \"2026-03-10T12:00:00Z\", " MINS "}",
                          &r, FIT_EINVALID_TYPE, "utc_offset");
     /* source. */
-    expect_summary_error("{\"date\": \"2026-03-09\", \"utc_offset\": \"Z\", \"source\": \"fit bit\","
-                         " \"recorded_at\": \"2026-03-10T12:00:00Z\", " MINS "}",
-                         &r, FIT_EINVALID_VALUE, "source");
+    expect_summary_error(
+        "{\"date\": \"2026-03-09\", \"utc_offset\": \"Z\", \"source\": \"fit bit\","
+        " \"recorded_at\": \"2026-03-10T12:00:00Z\", " MINS "}",
+        &r, FIT_EINVALID_VALUE, "source");
     expect_summary_error("{\"date\": \"2026-03-09\", \"utc_offset\": \"Z\","
                          " \"recorded_at\": \"2026-03-10T12:00:00Z\", " MINS "}",
                          &r, FIT_EMISSING_FIELD, "source");
     /* Unknown fields and non-objects. */
-    expect_summary_error(SUMMARY("2026-03-09", "Z", "2026-03-10T12:00:00Z", MINS
-                                 ", \"active_min\": 10"),
-                         &r, FIT_EUNKNOWN_FIELD, "active_min");
+    expect_summary_error(
+        SUMMARY("2026-03-09", "Z", "2026-03-10T12:00:00Z", MINS ", \"active_min\": 10"), &r,
+        FIT_EUNKNOWN_FIELD, "active_min");
     expect_summary_error("[]", &r, FIT_EINVALID_TYPE, "");
-    (void)rec;
 }
 
 /* ---------------------------------------------------------------- profiles */
@@ -1051,9 +1052,8 @@ static void test_profile(void **state)
     assert_int_equal(p.has_pregnant, 0);
     assert_int_equal(p.has_display_name, 0);
     expect_profile_ok("{}", &p);
-    assert_int_equal(p.has_district + p.has_birth_year + p.has_gender + p.has_pregnant +
-                         p.has_display_name,
-                     0);
+    assert_int_equal(
+        p.has_district + p.has_birth_year + p.has_gender + p.has_pregnant + p.has_display_name, 0);
 
     /* birth_year: 1900..this year, or null to clear. */
     expect_profile_ok("{\"birth_year\": null}", &p);
@@ -1098,8 +1098,7 @@ static void test_profile(void **state)
 
     /* display_name: 1..40 characters, counted as characters, not bytes. */
     expect_profile_error("{\"display_name\": \"\"}", FIT_EINVALID_VALUE, "display_name");
-    expect_profile_error("{\"display_name\": \"tab\\there\"}", FIT_EINVALID_VALUE,
-                         "display_name");
+    expect_profile_error("{\"display_name\": \"tab\\there\"}", FIT_EINVALID_VALUE, "display_name");
     expect_profile_error("{\"display_name\": 42}", FIT_EINVALID_TYPE, "display_name");
     char *doc = display_name_doc("\xe8\xb7\x91", 40); /* U+8DD1, 3 bytes in UTF-8 */
     expect_profile_ok(doc, &p);
@@ -1129,28 +1128,17 @@ static void test_profile(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_good_session),
-        cmocka_unit_test(test_optional_fields),
-        cmocka_unit_test(test_met_table),
-        cmocka_unit_test(test_intensity_precedence),
-        cmocka_unit_test(test_met_cut_points),
-        cmocka_unit_test(test_unknown_type),
-        cmocka_unit_test(test_duration),
-        cmocka_unit_test(test_end_instead_of_duration),
-        cmocka_unit_test(test_future),
-        cmocka_unit_test(test_too_old),
-        cmocka_unit_test(test_bad_start),
-        cmocka_unit_test(test_wrong_types),
-        cmocka_unit_test(test_fields),
-        cmocka_unit_test(test_client_id),
-        cmocka_unit_test(test_split_midnight),
-        cmocka_unit_test(test_split_sunday_night),
-        cmocka_unit_test(test_split_kathmandu),
-        cmocka_unit_test(test_split_steps),
-        cmocka_unit_test(test_summary_good),
-        cmocka_unit_test(test_summary_today),
-        cmocka_unit_test(test_summary_rejects),
-        cmocka_unit_test(test_profile),
+        cmocka_unit_test(test_good_session),    cmocka_unit_test(test_optional_fields),
+        cmocka_unit_test(test_met_table),       cmocka_unit_test(test_intensity_precedence),
+        cmocka_unit_test(test_met_cut_points),  cmocka_unit_test(test_unknown_type),
+        cmocka_unit_test(test_duration),        cmocka_unit_test(test_end_instead_of_duration),
+        cmocka_unit_test(test_future),          cmocka_unit_test(test_too_old),
+        cmocka_unit_test(test_bad_start),       cmocka_unit_test(test_wrong_types),
+        cmocka_unit_test(test_fields),          cmocka_unit_test(test_client_id),
+        cmocka_unit_test(test_split_midnight),  cmocka_unit_test(test_split_sunday_night),
+        cmocka_unit_test(test_split_kathmandu), cmocka_unit_test(test_split_steps),
+        cmocka_unit_test(test_summary_good),    cmocka_unit_test(test_summary_today),
+        cmocka_unit_test(test_summary_rejects), cmocka_unit_test(test_profile),
     };
     return cmocka_run_group_tests(tests, load_met, free_met);
 }
