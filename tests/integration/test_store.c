@@ -1,0 +1,416 @@
+/*
+ * Integration tests of workers/ (fit_store, fit_ops and the Functions
+ * library in workers/fitsync.lua) against a real redis-server that this test
+ * starts in a temporary directory, kills and restarts (after hiredis's
+ * test.sh). Nothing is mocked: every assertion reads what Redis holds.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "fit_ops.h"
+
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+extern char **environ;
+extern const char fit_functions_lua[];
+extern const size_t fit_functions_lua_len;
+
+static char tmpdir[64];
+static char sock[128];
+static pid_t redis_pid;
+static uv_loop_t loop;
+static fit_store store;
+static fit_who_targets who;
+static fit_met_table met;
+
+static void redis_start(void)
+{
+    char *argv[] = {"redis-server", "--port", "0", "--unixsocket", sock, "--save", "",
+                    "--appendonly", "no", "--enable-debug-command", "yes", "--daemonize", "no",
+                    "--dir", tmpdir, "--loglevel", "warning", NULL};
+    assert_int_equal(posix_spawnp(&redis_pid, "redis-server", NULL, NULL, argv, environ), 0);
+    for (int i = 0; i < 200 && access(sock, F_OK) != 0; i++)
+        usleep(10000);
+    assert_int_equal(access(sock, F_OK), 0);
+}
+
+static void redis_stop(void)
+{
+    kill(redis_pid, SIGKILL);
+    waitpid(redis_pid, NULL, 0);
+    unlink(sock);
+}
+
+/* Runs the loop until *flag is set or ms pass. Returns *flag. */
+static int run_until(const int *flag, int ms)
+{
+    for (int i = 0; i < ms / 5 && !*flag; i++) {
+        uv_run(&loop, UV_RUN_NOWAIT);
+        usleep(5000);
+    }
+    return *flag;
+}
+
+static int ready_flag;
+static void wait_ready(void)
+{
+    ready_flag = 0;
+    for (int i = 0; i < 1000 && !fit_store_ready(&store); i++) {
+        uv_run(&loop, UV_RUN_NOWAIT);
+        usleep(5000);
+    }
+    assert_true(fit_store_ready(&store));
+}
+
+static json_t *load_config(const char *name)
+{
+    char path[512];
+    snprintf(path, sizeof(path), "%s/%s", FITSYNC_CONFIG_DIR, name);
+    json_t *j = json_load_file(path, 0, NULL);
+    assert_non_null(j);
+    return j;
+}
+
+static int setup(void **state)
+{
+    snprintf(tmpdir, sizeof(tmpdir), "/tmp/fitsync-store-XXXXXX");
+    assert_non_null(mkdtemp(tmpdir));
+    snprintf(sock, sizeof(sock), "%s/redis.sock", tmpdir);
+    redis_start();
+    uv_loop_init(&loop);
+    fit_store_options o;
+    memset(&o, 0, sizeof(o));
+    snprintf(o.address, sizeof(o.address), "%s", sock);
+    o.command_timeout_ms = 400;
+    o.connect_timeout_ms = 500;
+    o.reconnect_max_ms = 200;
+    assert_int_equal(fit_store_init(&store, &loop, &o, fit_functions_lua, fit_functions_lua_len), 0);
+    json_t *j = load_config("who.json");
+    char err[256];
+    assert_int_equal(fit_who_targets_load(&who, j, err, sizeof(err)), 0);
+    json_decref(j);
+    j = load_config("met.json");
+    assert_int_equal(fit_met_table_load(&met, j, err, sizeof(err)), 0);
+    json_decref(j);
+    wait_ready();
+    return 0;
+}
+
+static int closed_flag;
+static void on_closed(fit_store *s)
+{
+    closed_flag = 1;
+}
+
+static int teardown(void **state)
+{
+    closed_flag = 0;
+    fit_store_close(&store, on_closed);
+    run_until(&closed_flag, 2000);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&loop), 0);
+    redis_stop();
+    fit_met_table_free(&met);
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", tmpdir);
+    assert_int_equal(system(cmd), 0);
+    return 0;
+}
+
+/* ---- helpers that drive fit_ops synchronously ---- */
+
+struct put_result {
+    int done, err;
+    char status[16];
+    int nweeks;
+    char weeks[3][FIT_WEEK_LEN];
+};
+
+static void put_cb(int err, const char *status, const char *const *weeks, int nweeks, void *data)
+{
+    struct put_result *r = data;
+    r->err = err;
+    snprintf(r->status, sizeof(r->status), "%s", status ? status : "");
+    r->nweeks = nweeks;
+    for (int i = 0; i < nweeks && i < 3; i++)
+        snprintf(r->weeks[i], FIT_WEEK_LEN, "%s", weeks[i]);
+    r->done = 1;
+}
+
+static fit_rules rules(void)
+{
+    fit_rules r = {0, 0, 600000, &met};
+    int off;
+    assert_int_equal(fit_time_parse("2026-03-20T00:00:00Z", &r.now_ms, &off), 0);
+    return r;
+}
+
+static struct put_result put_activity(const char *user, const char *json)
+{
+    fit_activity a;
+    fit_field_error fe;
+    fit_rules r = rules();
+    json_t *j = json_loads(json, 0, NULL);
+    assert_non_null(j);
+    int rc = fit_activity_parse(j, &r, &a, &fe);
+    json_decref(j);
+    if (rc)
+        fail_msg("activity rejected: %s (%s)", fe.message, fe.field);
+    struct put_result res = {0};
+    assert_int_equal(fit_ops_activity_put(&store, 1, user, &a, put_cb, &res), 0);
+    fit_activity_clear(&a);
+    assert_true(run_until(&res.done, 3000));
+    return res;
+}
+
+static struct put_result put_summary(const char *user, const char *json)
+{
+    fit_summary s;
+    fit_field_error fe;
+    fit_rules r = rules();
+    json_t *j = json_loads(json, 0, NULL);
+    assert_non_null(j);
+    int rc = fit_summary_parse(j, &r, &s, &fe);
+    json_decref(j);
+    if (rc)
+        fail_msg("summary rejected: %s (%s)", fe.message, fe.field);
+    struct put_result res = {0};
+    assert_int_equal(fit_ops_summary_put(&store, 1, user, &s, put_cb, &res), 0);
+    fit_summary_clear(&s);
+    assert_true(run_until(&res.done, 3000));
+    return res;
+}
+
+struct week_result {
+    int done, err;
+    fit_week_status st;
+};
+
+static void week_cb(int err, const fit_week_status *st, void *data)
+{
+    struct week_result *r = data;
+    r->err = err;
+    if (st)
+        r->st = *st;
+    r->done = 1;
+}
+
+static fit_week_status get_week(const char *user, const char *week)
+{
+    int y, w;
+    assert_int_equal(fit_iso_week_parse(week, &y, &w), 0);
+    struct week_result r = {0};
+    assert_int_equal(fit_ops_week_get(&store, 1, user, y, w, &who, week_cb, &r), 0);
+    assert_true(run_until(&r.done, 3000));
+    assert_int_equal(r.err, 0);
+    return r.st;
+}
+
+/* ---- tests ---- */
+
+static void test_idempotent_upload(void **state)
+{
+    const char *run = "{\"client_id\":\"run-1\",\"type\":\"running\","
+                      "\"start\":\"2026-03-03T07:00:00+08:00\",\"duration_s\":1800}";
+    struct put_result r = put_activity("ana", run);
+    assert_int_equal(r.err, 0);
+    assert_string_equal(r.status, "created");
+    assert_int_equal(r.nweeks, 1);
+    assert_string_equal(r.weeks[0], "2026-W10");
+    fit_week_status st = get_week("ana", "2026-W10");
+    assert_int_equal(st.vigorous_min, 30);
+    assert_int_equal(st.equivalent_min, 60);
+
+    /* The same upload again (a phone retrying): acknowledged, counted once. */
+    r = put_activity("ana", run);
+    assert_int_equal(r.err, 0);
+    assert_string_equal(r.status, "duplicate");
+    assert_int_equal(r.nweeks, 0);
+    st = get_week("ana", "2026-W10");
+    assert_int_equal(st.vigorous_min, 30);
+
+    /* Different content under a used client_id is a conflict, and changes nothing. */
+    r = put_activity("ana", "{\"client_id\":\"run-1\",\"type\":\"running\","
+                            "\"start\":\"2026-03-03T07:00:00+08:00\",\"duration_s\":3600}");
+    assert_int_equal(r.err, FIT_ECONFLICT);
+    st = get_week("ana", "2026-W10");
+    assert_int_equal(st.vigorous_min, 30);
+}
+
+static void test_overlap_union(void **state)
+{
+    /* Phone: 07:00-08:00 moderate walk; watch: 07:30-08:15 vigorous run. */
+    put_activity("ben", "{\"client_id\":\"phone-walk\",\"type\":\"walking\","
+                        "\"start\":\"2026-03-04T07:00:00+08:00\",\"duration_s\":3600}");
+    put_activity("ben", "{\"client_id\":\"watch-run\",\"type\":\"running\","
+                        "\"start\":\"2026-03-04T07:30:00+08:00\",\"duration_s\":2700}");
+    fit_week_status st = get_week("ben", "2026-W10");
+    /* Union 07:00-08:15 = 75 min: 30 moderate, then 45 vigorous (vigorous wins the overlap). */
+    assert_int_equal(st.moderate_min, 30);
+    assert_int_equal(st.vigorous_min, 45);
+    assert_int_equal(st.days[2].moderate_min, 30); /* Wednesday 2026-03-04 */
+    /* A session wholly inside another of the same intensity adds nothing. */
+    put_activity("ben", "{\"client_id\":\"dup-walk\",\"type\":\"walking\","
+                        "\"start\":\"2026-03-04T07:10:00+08:00\",\"duration_s\":600}");
+    st = get_week("ben", "2026-W10");
+    assert_int_equal(st.moderate_min, 30);
+    assert_int_equal(st.vigorous_min, 45);
+}
+
+static void test_summaries_out_of_order(void **state)
+{
+    const char *newer = "{\"date\":\"2026-03-05\",\"utc_offset\":\"+08:00\",\"source\":\"fitbit\","
+                        "\"recorded_at\":\"2026-03-05T23:00:00+08:00\",\"moderate_min\":40,"
+                        "\"vigorous_min\":10}";
+    const char *older = "{\"date\":\"2026-03-05\",\"utc_offset\":\"+08:00\",\"source\":\"fitbit\","
+                        "\"recorded_at\":\"2026-03-05T12:00:00+08:00\",\"moderate_min\":15,"
+                        "\"vigorous_min\":0}";
+    struct put_result r = put_summary("cat", newer);
+    assert_string_equal(r.status, "applied");
+    r = put_summary("cat", older);
+    assert_string_equal(r.status, "stale");
+    fit_week_status st = get_week("cat", "2026-W10");
+    assert_int_equal(st.moderate_min, 40);
+    assert_int_equal(st.vigorous_min, 10);
+    r = put_summary("cat", newer);
+    assert_string_equal(r.status, "duplicate");
+
+    /* The other order ends in the same state. */
+    r = put_summary("dan", older);
+    assert_string_equal(r.status, "applied");
+    r = put_summary("dan", newer);
+    assert_string_equal(r.status, "applied");
+    fit_week_status st2 = get_week("dan", "2026-W10");
+    assert_int_equal(st2.moderate_min, st.moderate_min);
+    assert_int_equal(st2.vigorous_min, st.vigorous_min);
+
+    /* Sessions and the summary on one day combine as the larger per intensity, not the sum. */
+    put_activity("dan", "{\"client_id\":\"swim\",\"type\":\"swimming\","
+                        "\"start\":\"2026-03-05T18:00:00+08:00\",\"duration_s\":3000}");
+    st2 = get_week("dan", "2026-W10");
+    assert_int_equal(st2.moderate_min, 50); /* max(40, 50) */
+    assert_int_equal(st2.vigorous_min, 10); /* max(10, 0) */
+}
+
+static void test_sunday_night_split(void **state)
+{
+    struct put_result r =
+        put_activity("eve", "{\"client_id\":\"night\",\"type\":\"cycling\","
+                            "\"start\":\"2026-03-08T23:30:00+08:00\",\"duration_s\":3600}");
+    assert_string_equal(r.status, "created");
+    assert_int_equal(r.nweeks, 2);
+    fit_week_status w10 = get_week("eve", "2026-W10");
+    fit_week_status w11 = get_week("eve", "2026-W11");
+    assert_int_equal(w10.vigorous_min, 30);
+    assert_int_equal(w10.days[6].vigorous_min, 30); /* Sunday */
+    assert_int_equal(w11.vigorous_min, 30);
+    assert_int_equal(w11.days[0].vigorous_min, 30); /* Monday */
+}
+
+static void restart_redis(void)
+{
+    redis_stop();
+    redis_start(); /* a new, empty Redis: no Functions until the store loads them again */
+}
+
+static void test_function_reload_after_restart(void **state)
+{
+    put_activity("fay", "{\"client_id\":\"a\",\"type\":\"running\","
+                        "\"start\":\"2026-03-03T07:00:00+08:00\",\"duration_s\":600}");
+    restart_redis();
+    /* Until the store notices, commands fail with an error (never a silent success). */
+    for (int i = 0; i < 40; i++) {
+        uv_run(&loop, UV_RUN_NOWAIT);
+        usleep(5000);
+    }
+    wait_ready();
+    struct put_result r =
+        put_activity("fay", "{\"client_id\":\"b\",\"type\":\"running\","
+                            "\"start\":\"2026-03-03T08:00:00+08:00\",\"duration_s\":600}");
+    assert_int_equal(r.err, 0);
+    assert_string_equal(r.status, "created");
+    assert_true(store.reconnects >= 1);
+}
+
+static void test_command_timeout(void **state)
+{
+    /* Another client blocks Redis for longer than command_timeout_ms (400 ms). */
+    pid_t pid;
+    char *argv[] = {"redis-cli", "-s", sock, "DEBUG", "SLEEP", "1.5", NULL};
+    assert_int_equal(posix_spawnp(&pid, "redis-cli", NULL, NULL, argv, environ), 0);
+    usleep(200000);
+    fit_activity a;
+    fit_field_error fe;
+    fit_rules rl = rules();
+    json_t *j = json_loads("{\"client_id\":\"slow\",\"type\":\"running\","
+                           "\"start\":\"2026-03-03T09:00:00+08:00\",\"duration_s\":60}",
+                           0, NULL);
+    assert_int_equal(fit_activity_parse(j, &rl, &a, &fe), 0);
+    json_decref(j);
+    struct put_result r = {0};
+    int rc = fit_ops_activity_put(&store, 1, "gus", &a, put_cb, &r);
+    fit_activity_clear(&a);
+    assert_int_equal(rc, 0);
+    assert_true(run_until(&r.done, 3000));
+    assert_int_equal(r.err, FIT_EUNAVAILABLE);
+    waitpid(pid, NULL, 0);
+    /* The store reconnects by itself and works again. */
+    wait_ready();
+    struct put_result r2 =
+        put_activity("gus", "{\"client_id\":\"after\",\"type\":\"running\","
+                            "\"start\":\"2026-03-03T10:00:00+08:00\",\"duration_s\":60}");
+    assert_int_equal(r2.err, 0);
+}
+
+static void test_unavailable_is_immediate(void **state)
+{
+    redis_stop();
+    for (int i = 0; i < 100 && fit_store_ready(&store); i++) {
+        uv_run(&loop, UV_RUN_NOWAIT);
+        usleep(5000);
+    }
+    assert_false(fit_store_ready(&store));
+    const char *argv[] = {"PING"};
+    assert_int_equal(fit_store_command(&store, NULL, NULL, 1, argv, NULL), FIT_EUNAVAILABLE);
+    redis_start();
+    wait_ready();
+}
+
+static void test_shards(void **state)
+{
+    char k1[FIT_KEY_MAX], k2[FIT_KEY_MAX];
+    fit_user_key(k1, 1, "ana", "p");
+    assert_string_equal(k1, "fit:{s0}:u:ana:p");
+    fit_user_key(k2, 4, "ana", "p");
+    assert_int_equal(strncmp(k2, "fit:{s", 6), 0);
+    assert_true(fit_shard_of("ana", 4) < 4);
+    /* FNV-1a of "a" is 0xe40c292c; mod 4 = 0, mod 7 = 0xe40c292c % 7. */
+    assert_int_equal(fit_shard_of("a", 4), 0xe40c292cu % 4);
+    assert_int_equal(fit_shard_of("a", 7), 0xe40c292cu % 7);
+}
+
+int main(void)
+{
+    signal(SIGPIPE, SIG_IGN);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_shards),
+        cmocka_unit_test_setup_teardown(test_idempotent_upload, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_overlap_union, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_summaries_out_of_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sunday_night_split, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_function_reload_after_restart, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_command_timeout, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unavailable_is_immediate, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
