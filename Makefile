@@ -1,0 +1,42 @@
+# Convenience front end for CMake/CTest. The two commands of the README:
+#   make run    set up (Debian packages), build, and run fitsyncd with its embedded Redis
+#   make test   set up, build with warnings as errors, and run every test (ctest)
+# Others: make build, make sanitize (ASan+UBSan build + tests), make format, make format-check.
+
+BUILD ?= build
+ASAN_BUILD ?= build-asan
+JOBS ?= $(shell nproc)
+PORT ?= 8080
+DATA ?= data
+
+.PHONY: all setup build run test sanitize format format-check clean
+
+all: build
+
+setup:
+	@tools/bootstrap.sh
+
+build: setup
+	@cmake -S . -B $(BUILD) -DFITSYNC_WERROR=ON >/dev/null
+	@cmake --build $(BUILD) -j $(JOBS)
+
+run: build
+	@$(BUILD)/fitsyncd --port $(PORT) --data-dir $(DATA) --demo-token
+
+test: build
+	@cd $(BUILD) && ctest --output-on-failure -j 2
+
+sanitize: setup
+	@cmake -S . -B $(ASAN_BUILD) -DFITSYNC_WERROR=ON -DFITSYNC_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null
+	@cmake --build $(ASAN_BUILD) -j $(JOBS)
+	@cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+		ctest --output-on-failure -j 2
+
+format:
+	@git ls-files '*.c' '*.h' | xargs clang-format -i
+
+format-check:
+	@git ls-files '*.c' '*.h' | xargs clang-format --dry-run --Werror
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD)
