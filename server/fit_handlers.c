@@ -94,7 +94,7 @@ typedef struct {
     fit_session *s;
     char re[FIT_MESSAGE_ID_MAX + 1];
     int has_re;
-    const char *type;   /* static string */
+    char type[32];      /* the request's type, echoed in the reply */
     const char *prefix; /* "activities" / "summaries" */
     char user[65];
     json_t *results;
@@ -209,7 +209,7 @@ static batch *batch_new(fit_session *s, fit_request *req, const char *prefix, si
     if (!b)
         return NULL;
     b->s = s;
-    b->type = req->type;
+    snprintf(b->type, sizeof(b->type), "%s", req->type);
     b->prefix = prefix;
     if (req->id) {
         snprintf(b->re, sizeof(b->re), "%s", req->id);
@@ -219,47 +219,78 @@ static batch *batch_new(fit_session *s, fit_request *req, const char *prefix, si
     b->results = json_array();
     for (size_t i = 0; i < n; i++)
         json_array_append_new(b->results, json_null());
-    b->pending = 1; /* held by the handler until every item is sent */
+    b->pending = 1; /* held by run_batch until every item is sent */
     fit_session_ref(s);
     s->srv->inflight++;
     return b;
 }
 
-static void handle_activity_upload(fit_session *s, fit_request *req)
+/*
+ * Validates one item and, if it is good, sends its Function call with c as
+ * the callback's data (filling c->ok with the item's identity first).
+ * Returns 0 when sent; otherwise a negative code with *fe filled.
+ */
+typedef int item_submit_fn(fit_server *srv, const char *user, const json_t *item,
+                           const fit_rules *rules, item_ctx *c, fit_field_error *fe);
+
+static int submit_activity(fit_server *srv, const char *user, const json_t *item,
+                           const fit_rules *rules, item_ctx *c, fit_field_error *fe)
 {
-    json_t *items = batch_items(s, req, "activities");
+    fit_activity a;
+    int rc = fit_activity_parse(item, rules, &a, fe);
+    if (rc)
+        return rc;
+    c->ok = json_pack("{s:I, s:s, s:s}", "index", (json_int_t)c->index, "client_id", a.client_id,
+                      "intensity", fit_intensity_name(a.intensity));
+    rc = fit_ops_activity_put(&srv->store, (unsigned)srv->cfg->shards, user, &a, item_done, c);
+    fit_activity_clear(&a);
+    return rc ? fit_field_error_set(fe, rc, "", NULL) : 0;
+}
+
+static int submit_summary(fit_server *srv, const char *user, const json_t *item,
+                          const fit_rules *rules, item_ctx *c, fit_field_error *fe)
+{
+    fit_summary sm;
+    int rc = fit_summary_parse(item, rules, &sm, fe);
+    if (rc)
+        return rc;
+    c->ok = json_pack("{s:I, s:s, s:s}", "index", (json_int_t)c->index, "date", sm.date_str,
+                      "source", sm.source);
+    rc = fit_ops_summary_put(&srv->store, (unsigned)srv->cfg->shards, user, &sm, item_done, c);
+    fit_summary_clear(&sm);
+    return rc ? fit_field_error_set(fe, rc, "", NULL) : 0;
+}
+
+/* The shared body of the upload commands: one Function call per good item. */
+static void run_batch(fit_session *s, fit_request *req, const char *field,
+                      item_submit_fn *submit)
+{
+    json_t *items = batch_items(s, req, field);
     if (!items)
         return;
     fit_server *srv = s->srv;
-    batch *b = batch_new(s, req, "activities", json_array_size(items));
+    batch *b = batch_new(s, req, field, json_array_size(items));
     if (!b)
         return;
-    b->type = "activity.upload";
     fit_rules rules = rules_now(srv);
     size_t i;
     json_t *item;
     json_array_foreach(items, i, item)
     {
-        fit_activity a;
         fit_field_error fe;
-        if (fit_activity_parse(item, &rules, &a, &fe) != 0) {
+        item_ctx *c = calloc(1, sizeof(*c));
+        if (!c) {
+            fit_field_error_set(&fe, FIT_ENOMEM, "", NULL);
             batch_item_error(b, i, &fe);
             continue;
         }
-        item_ctx *c = malloc(sizeof(*c));
         c->b = b;
         c->index = i;
-        c->ok = json_pack("{s:I, s:s, s:s}", "index", (json_int_t)i, "client_id", a.client_id,
-                          "intensity", fit_intensity_name(a.intensity));
         b->pending++;
-        int rc = fit_ops_activity_put(&srv->store, (unsigned)srv->cfg->shards, b->user, &a,
-                                      item_done, c);
-        fit_activity_clear(&a);
-        if (rc != 0) {
+        if (submit(srv, b->user, item, &rules, c, &fe) != 0) {
             b->pending--;
             json_decref(c->ok);
             free(c);
-            fit_field_error_set(&fe, rc, "", NULL);
             batch_item_error(b, i, &fe);
         }
     }
@@ -267,46 +298,14 @@ static void handle_activity_upload(fit_session *s, fit_request *req)
         batch_finish(b);
 }
 
+static void handle_activity_upload(fit_session *s, fit_request *req)
+{
+    run_batch(s, req, "activities", submit_activity);
+}
+
 static void handle_summary_upload(fit_session *s, fit_request *req)
 {
-    json_t *items = batch_items(s, req, "summaries");
-    if (!items)
-        return;
-    fit_server *srv = s->srv;
-    batch *b = batch_new(s, req, "summaries", json_array_size(items));
-    if (!b)
-        return;
-    b->type = "summary.upload";
-    fit_rules rules = rules_now(srv);
-    size_t i;
-    json_t *item;
-    json_array_foreach(items, i, item)
-    {
-        fit_summary sm;
-        fit_field_error fe;
-        if (fit_summary_parse(item, &rules, &sm, &fe) != 0) {
-            batch_item_error(b, i, &fe);
-            continue;
-        }
-        item_ctx *c = malloc(sizeof(*c));
-        c->b = b;
-        c->index = i;
-        c->ok = json_pack("{s:I, s:s, s:s}", "index", (json_int_t)i, "date", sm.date_str,
-                          "source", sm.source);
-        b->pending++;
-        int rc = fit_ops_summary_put(&srv->store, (unsigned)srv->cfg->shards, b->user, &sm,
-                                     item_done, c);
-        fit_summary_clear(&sm);
-        if (rc != 0) {
-            b->pending--;
-            json_decref(c->ok);
-            free(c);
-            fit_field_error_set(&fe, rc, "", NULL);
-            batch_item_error(b, i, &fe);
-        }
-    }
-    if (--b->pending == 0)
-        batch_finish(b);
+    run_batch(s, req, "summaries", submit_summary);
 }
 
 /* ------------------------------------------------------------------ */

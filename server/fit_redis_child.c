@@ -39,14 +39,14 @@ static void proc_closed(uv_handle_t *h)
 static void restart_cb(uv_timer_t *t)
 {
     fit_redis_child *c = t->data;
-    if (!c->stopping && !c->running && spawn(c) != 0)
+    if (!c->stopping && !c->no_restart && !c->running && spawn(c) != 0)
         uv_timer_start(&c->restart_timer, restart_cb, c->backoff_ms, 0);
 }
 
 static void exit_cb(uv_process_t *p, int64_t status, int sig)
 {
     fit_redis_child *c = p->data;
-    if (!c->stopping) {
+    if (!c->stopping && !c->no_restart) {
         fprintf(stderr, "fitsyncd: embedded redis-server exited (status %lld, signal %d); "
                         "restarting in %u ms\n",
                 (long long)status, sig, c->backoff_ms);
@@ -105,6 +105,11 @@ int fit_redis_child_start(fit_redis_child *c, uv_loop_t *loop, const char *bin, 
         return rc;
     }
     return 0;
+}
+
+void fit_redis_child_no_restart(fit_redis_child *c)
+{
+    c->no_restart = 1;
 }
 
 void fit_redis_child_stop(fit_redis_child *c, void (*on_stopped)(fit_redis_child *child))

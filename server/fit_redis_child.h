@@ -19,7 +19,8 @@ typedef struct fit_redis_child {
     uv_timer_t restart_timer;
     char bin[512], conf[512], dir[512], sock[108];
     int running;  /* the process handle is live */
-    int stopping; /* no more restarts */
+    int stopping;   /* stopped for good */
+    int no_restart; /* shutting down: an exit is not restarted */
     uint64_t restarts;
     uint32_t backoff_ms;
     void (*on_stopped)(struct fit_redis_child *child);
@@ -33,6 +34,12 @@ typedef struct fit_redis_child {
  */
 int fit_redis_child_start(fit_redis_child *child, uv_loop_t *loop, const char *bin,
                           const char *conf, const char *data_dir);
+
+/*
+ * Shutdown has begun: if the child exits now (a terminal's Ctrl-C reaches the
+ * whole process group, Redis included), it is not restarted.
+ */
+void fit_redis_child_no_restart(fit_redis_child *child);
 
 /* Stops the child for good; on_stopped (may be NULL) runs once every handle is closed. */
 void fit_redis_child_stop(fit_redis_child *child, void (*on_stopped)(fit_redis_child *child));

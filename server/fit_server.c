@@ -200,6 +200,8 @@ void fit_server_stop(fit_server *srv)
     if (srv->stopping)
         return;
     srv->stopping = 1;
+    if (srv->have_child)
+        fit_redis_child_no_restart(&srv->child);
     srv->drain_started_ms = uv_now(srv->loop);
     uv_timer_start(&srv->drain_timer, drain_tick, 0, DRAIN_TICK_MS);
 }
