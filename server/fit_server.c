@@ -138,11 +138,17 @@ static const struct lws_protocols protocols[] = {
 
 static void store_state(fit_store *store, fit_store_state st, void *data)
 {
-    if (st == FIT_STORE_READY)
+    fit_server *srv = data;
+    if (st == FIT_STORE_READY) {
         fprintf(stderr, "fitsyncd: Redis ready (%s), Functions library loaded\n",
                 store->opt.address);
-    else
-        fprintf(stderr, "fitsyncd: Redis unavailable: %s; reconnecting\n", store->last_error);
+        srv->redis_outage_logged = 0;
+    } else if (!srv->redis_outage_logged) {
+        /* Once per outage: the reconnect attempts that follow would only repeat it. */
+        fprintf(stderr, "fitsyncd: Redis unavailable: %s; reconnecting with backoff\n",
+                store->last_error);
+        srv->redis_outage_logged = 1;
+    }
 }
 
 static void on_signal(uv_signal_t *h, int signum)

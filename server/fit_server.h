@@ -76,7 +76,7 @@ struct fit_server {
     uv_timer_t drain_timer;
     uint64_t drain_started_ms;
     int stopping;
-    int exit_code;
+    int redis_outage_logged;
     uint64_t next_session_id;
     size_t inflight; /* requests waiting for Redis */
     size_t sessions;
