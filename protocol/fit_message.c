@@ -12,7 +12,8 @@ int fit_request_parse(const char *buf, size_t len, fit_request *req, fit_field_e
 {
     memset(req, 0, sizeof(*req));
     json_error_t jerr;
-    req->root = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr);
+    /* JSON_DECODE_ANY: a frame such as "ping" or 42 is valid JSON, just not a message. */
+    req->root = json_loadb(buf, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
     if (!req->root)
         return fit_field_error_set(err, FIT_EBAD_JSON, "", "invalid JSON at line %d column %d: %s",
                                    jerr.line, jerr.column, jerr.text);
