@@ -9,7 +9,7 @@ JOBS ?= $(shell nproc)
 PORT ?= 8080
 DATA ?= data
 
-.PHONY: all setup build run test sanitize format format-check clean
+.PHONY: all setup build run test sanitize fuzz format format-check clean
 
 all: build
 
@@ -32,6 +32,14 @@ sanitize: setup
 	@cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 		ctest --output-on-failure -j 2
 
+# libFuzzer over protocol/ for FUZZ_SECONDS (default 60), corpus in tests/fuzz/corpus.
+FUZZ_SECONDS ?= 60
+fuzz: setup
+	@CC=clang cmake -S . -B build-fuzz -DFITSYNC_WERROR=ON -DFITSYNC_SANITIZE=ON -DFITSYNC_FUZZ=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null
+	@cmake --build build-fuzz -j $(JOBS) --target fuzz_protocol
+	@mkdir -p build-fuzz/corpus && build-fuzz/tests/fuzz_protocol -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
+		build-fuzz/corpus tests/fuzz/corpus
+
 format:
 	@git ls-files '*.c' '*.h' | xargs clang-format -i
 
@@ -39,4 +47,4 @@ format-check:
 	@git ls-files '*.c' '*.h' | xargs clang-format --dry-run --Werror
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) build-fuzz

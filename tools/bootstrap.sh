@@ -5,7 +5,7 @@ set -euo pipefail
 
 pkgs=(build-essential cmake pkg-config libwebsockets-dev libhiredis-dev
       libjansson-dev libuv1-dev libssl-dev libcmocka-dev uthash-dev
-      redis-server redis-tools clang-format nodejs npm)
+      redis-server redis-tools clang-format clang libclang-rt-14-dev nodejs npm)
 
 missing=()
 for p in "${pkgs[@]}"; do
