@@ -10,6 +10,7 @@
 #include "fit_activity.h"
 
 #include <ctype.h>
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -224,7 +225,7 @@ int fit_activity_parse(const json_t *item, const fit_rules *r, fit_activity *out
     const char *dur_field = dur ? "duration_s" : "end";
     if (dur) {
         double d;
-        if ((rc = get_number(item, "duration_s", 1, -1e12, 1e12, &d, &present, err)))
+        if ((rc = get_number(item, "duration_s", 1, -DBL_MAX, DBL_MAX, &d, &present, err)))
             return rc;
         if (d <= 0 || d > FIT_MAX_DURATION_MS / 1000)
             return fit_field_error_set(err, FIT_EDURATION_OUT_OF_RANGE, "duration_s",
@@ -452,7 +453,7 @@ int fit_profile_parse(const json_t *obj, int current_year, fit_profile *out, fit
             return fit_field_error_set(err, FIT_EINVALID_VALUE, "display_name",
                                        "display_name must be 1..40 characters");
         for (const char *p = s; p && *p; p++)
-            if ((unsigned char)*p < 0x20)
+            if ((unsigned char)*p < 0x20 || *p == 0x7f)
                 return fit_field_error_set(err, FIT_EINVALID_VALUE, "display_name",
                                            "display_name must not contain control characters");
         snprintf(out->display_name, sizeof(out->display_name), "%s", s ? s : "");

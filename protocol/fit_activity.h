@@ -80,7 +80,7 @@ typedef struct {
     char district[41];
     char gender[16];
     int pregnant;
-    char display_name[121]; /* up to 40 characters of UTF-8 */
+    char display_name[161]; /* up to 40 characters of UTF-8 (4 bytes each at most) */
 } fit_profile;
 
 /*
