@@ -35,7 +35,11 @@
     X(UNAVAILABLE, "unavailable", 1, "storage is unavailable; retry later")                        \
     X(INTERNAL, "internal", 1, "internal error")                                                   \
     X(NOMEM, "no_memory", 1, "out of memory")                                                      \
-    X(IO, "io_error", 0, "file or system error")
+    X(IO, "io_error", 0, "file or system error")                                                  \
+    X(NOT_FOUND, "not_found", 0, "no such item")                                                   \
+    X(RESYNC_REQUIRED, "resync_required", 0,                                                       \
+      "cursor is older than the change log window; call sync.snapshot")                            \
+    X(RATE_LIMITED, "rate_limited", 1, "too many messages; retry after retry_after_ms")
 
 typedef enum {
     FIT_OK = 0,

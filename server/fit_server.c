@@ -268,6 +268,10 @@ int fit_server_start(fit_server *srv, uv_loop_t *loop, fit_config *cfg)
         fprintf(stderr, "fitsyncd: bad Redis address \"%s\"\n", so.address);
         return FIT_EINVALID_VALUE;
     }
+    srv->ops.store = &srv->store;
+    srv->ops.shards = (unsigned)cfg->shards;
+    srv->ops.window_ms = (int64_t)cfg->sync_window_days * 86400000LL;
+    srv->ops.who = &cfg->who;
     srv->store.on_state = store_state;
     srv->store.on_state_data = srv;
 

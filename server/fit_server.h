@@ -15,6 +15,7 @@
 #include "fit_activity.h"
 #include "fit_config.h"
 #include "fit_message.h"
+#include "fit_ops.h"
 #include "fit_redis_child.h"
 #include "fit_store.h"
 #include "fit_token.h"
@@ -50,6 +51,9 @@ struct fit_session {
     /* Bounded send queue; only LWS_CALLBACK_SERVER_WRITEABLE writes. */
     fit_outmsg *qhead, *qtail;
     size_t qbytes;
+    double rate_tokens; /* token bucket (config rate.*) */
+    uint64_t rate_last_ms;
+    int rate_started;
     int close_after_flush;
     int close_code;
     char close_reason[64];
@@ -69,6 +73,7 @@ struct fit_server {
     char secret[256];
     struct lws_context *ctx;
     fit_store store;
+    fit_ops ops; /* store + shards + change-log window + WHO targets, for workers/ calls */
     fit_redis_child child;
     int have_child;
     char redis_address[512];

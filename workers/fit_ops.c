@@ -1,11 +1,13 @@
 /*
  * fit_ops: argument marshalling for the Functions in workers/fitsync.lua and
- * decoding of their replies. The Lua side owns the aggregation rules; this
- * side owns validation (already done by protocol/) and the shape of keys.
+ * decoding of their replies. The Lua side owns the aggregation and revision
+ * rules; this side owns validation (already done by protocol/), the shape of
+ * keys, and turning replies into C values.
  */
 #include "fit_ops.h"
 #include "fit_error.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,160 +17,319 @@ void fit_user_key(char *buf, unsigned shards, const char *user, const char *suff
     snprintf(buf, FIT_KEY_MAX, "fit:{s%u}:u:%s:%s", fit_shard_of(user, shards), user, suffix);
 }
 
-struct put_ctx {
-    fit_put_cb *cb;
-    void *data;
-};
+/* ---- building calls ---- */
 
-static void put_done(redisReply *r, const char *errstr, void *data)
+#define ARGS_MAX (16 + 3 * FIT_MAX_SEGMENTS + 2 * 128)
+
+typedef struct {
+    const char *v[ARGS_MAX];
+    char *owned[ARGS_MAX];
+    int n, nowned;
+} args_t;
+
+static void arg(args_t *a, const char *s)
 {
-    struct put_ctx *c = data;
-    const char *weeks[FIT_MAX_SEGMENTS];
-    int nweeks = 0;
-    if (!r) {
-        c->cb(FIT_EUNAVAILABLE, NULL, NULL, 0, c->data);
-    } else if (r->type == REDIS_REPLY_STATUS || r->type == REDIS_REPLY_STRING) {
-        /* fit_summary_put answers a single status string. */
-        c->cb(0, r->str, NULL, 0, c->data);
-    } else if (r->type == REDIS_REPLY_ARRAY && r->elements >= 1 &&
-               r->element[0]->type == REDIS_REPLY_STRING) {
-        const char *status = r->element[0]->str;
-        if (strcmp(status, "conflict") == 0) {
-            c->cb(FIT_ECONFLICT, status, NULL, 0, c->data);
-        } else {
-            for (size_t i = 1; i < r->elements && nweeks < FIT_MAX_SEGMENTS; i++) {
-                const char *w = r->element[i]->str;
-                int dup = 0;
-                for (int j = 0; j < nweeks; j++)
-                    dup |= strcmp(weeks[j], w) == 0;
-                if (!dup)
-                    weeks[nweeks++] = w;
-            }
-            c->cb(0, status, weeks, nweeks, c->data);
-        }
-    } else {
-        fprintf(stderr, "fitsync: unexpected reply from FCALL: %s\n",
-                r->type == REDIS_REPLY_ERROR ? r->str : "(bad type)");
-        c->cb(FIT_EINTERNAL, NULL, NULL, 0, c->data);
-    }
-    free(c);
+    if (a->n < ARGS_MAX)
+        a->v[a->n++] = s;
 }
 
-static int call(fit_store *store, int argc, const char **argv, const size_t *lens,
-                fit_store_cb *done, void *ctx)
+static void argf(args_t *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void argf(args_t *a, const char *fmt, ...)
 {
-    int rc = fit_store_command(store, done, ctx, argc, argv, lens);
+    char buf[192];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof(buf), fmt, ap);
+    va_end(ap);
+    char *s = strdup(buf);
+    if (s && a->nowned < ARGS_MAX)
+        a->owned[a->nowned++] = s;
+    arg(a, s ? s : "");
+}
+
+static void args_free(args_t *a)
+{
+    for (int i = 0; i < a->nowned; i++)
+        free(a->owned[i]);
+}
+
+/* Starts "FCALL fn 1 <log key> [device window]". */
+static void args_start(args_t *a, const fit_ops *ops, const char *fn, int read_only,
+                       const char *user, const char *device)
+{
+    char key[FIT_KEY_MAX];
+    a->n = a->nowned = 0;
+    arg(a, read_only ? "FCALL_RO" : "FCALL");
+    arg(a, fn);
+    arg(a, "1");
+    fit_user_key(key, ops->shards, user, "log");
+    argf(a, "%s", key);
+    if (device) {
+        arg(a, device);
+        argf(a, "%lld", (long long)ops->window_ms);
+    }
+}
+
+/* Sends the call; ctx is freed here if it cannot be sent. */
+static int send_call(const fit_ops *ops, args_t *a, fit_store_cb *done, void *ctx)
+{
+    int rc = fit_store_command(ops->store, done, ctx, a->n, a->v, NULL);
+    args_free(a);
     if (rc)
         free(ctx);
     return rc;
 }
 
-int fit_ops_activity_put(fit_store *store, unsigned shards, const char *user,
-                         const fit_activity *a, fit_put_cb *cb, void *data)
+static const char *str_el(const redisReply *r, size_t i)
 {
-    char akey[FIT_KEY_MAX], dkeys[FIT_MAX_SEGMENTS][FIT_KEY_MAX], wkeys[FIT_MAX_SEGMENTS][FIT_KEY_MAX];
-    char segs[FIT_MAX_SEGMENTS][160], suffix[64], nbuf[16], nkeys[16];
-    const char *argv[8 + 4 * FIT_MAX_SEGMENTS + 4];
-    int argc = 0;
-    char *doc = json_dumps(a->doc, JSON_COMPACT | JSON_SORT_KEYS);
-    if (!doc)
-        return FIT_ENOMEM;
-    snprintf(suffix, sizeof(suffix), "a:%s", a->client_id);
-    fit_user_key(akey, shards, user, suffix);
-    snprintf(nkeys, sizeof(nkeys), "%d", 1 + 2 * a->nseg);
-    snprintf(nbuf, sizeof(nbuf), "%d", a->nseg);
-    argv[argc++] = "FCALL";
-    argv[argc++] = "fit_activity_put";
-    argv[argc++] = nkeys;
-    argv[argc++] = akey;
-    for (int i = 0; i < a->nseg; i++) {
-        const fit_segment *g = &a->seg[i];
-        snprintf(suffix, sizeof(suffix), "d:%s", g->date_str);
-        fit_user_key(dkeys[i], shards, user, suffix);
-        snprintf(suffix, sizeof(suffix), "w:%s", g->week);
-        fit_user_key(wkeys[i], shards, user, suffix);
-        argv[argc++] = dkeys[i];
-        argv[argc++] = wkeys[i];
-        snprintf(segs[i], sizeof(segs[i]), "[%lld,%lld,%d,%d,%d,%lld,%.1f]",
-                 (long long)g->start_ms, (long long)g->end_ms, (int)a->intensity, a->strength,
-                 a->balance, (long long)g->steps, g->distance_m);
+    if (!r || r->type != REDIS_REPLY_ARRAY || i >= r->elements)
+        return NULL;
+    const redisReply *e = r->element[i];
+    return e->type == REDIS_REPLY_STRING || e->type == REDIS_REPLY_STATUS ? e->str : NULL;
+}
+
+static int64_t int_el(const redisReply *r, size_t i)
+{
+    if (!r || r->type != REDIS_REPLY_ARRAY || i >= r->elements)
+        return 0;
+    const redisReply *e = r->element[i];
+    if (e->type == REDIS_REPLY_INTEGER)
+        return e->integer;
+    return e->str ? strtoll(e->str, NULL, 10) : 0;
+}
+
+/* Logs an unexpected reply and maps it to an error code. */
+static int bad_reply(const char *fn, const redisReply *r)
+{
+    if (!r)
+        return FIT_EUNAVAILABLE;
+    fprintf(stderr, "fitsync: unexpected reply from %s: %s\n", fn,
+            r->type == REDIS_REPLY_ERROR ? r->str : "(wrong shape)");
+    return FIT_EINTERNAL;
+}
+
+/* ---- mutations that answer a fit_change ---- */
+
+typedef enum { CHANGE_ACTIVITY, CHANGE_SUMMARY } change_kind;
+
+typedef struct {
+    fit_change_cb *cb;
+    void *data;
+    change_kind kind;
+    const char *fn;
+} change_ctx;
+
+/*
+ * Sessions: {status, rev, cursor, weeks...}, {"duplicate"|"deleted", rev},
+ * {"conflict", rev, doc[, deleted]}, {"not_found"}.
+ * Summaries: {status, cursor, week}, {"duplicate"|"stale"|"not_found"}.
+ */
+static void change_done(redisReply *r, const char *errstr, void *data)
+{
+    change_ctx *c = data;
+    fit_change ch;
+    memset(&ch, 0, sizeof(ch));
+    const char *status = str_el(r, 0);
+    if (!status) {
+        ch.err = bad_reply(c->fn, r);
+    } else if (strcmp(status, "not_found") == 0) {
+        ch.err = FIT_ENOT_FOUND;
+    } else if (strcmp(status, "conflict") == 0) {
+        ch.err = FIT_ECONFLICT;
+        ch.rev = int_el(r, 1);
+        ch.current_doc = str_el(r, 2) ? str_el(r, 2) : "";
+        ch.current_deleted = str_el(r, 3) && strcmp(str_el(r, 3), "1") == 0;
+    } else {
+        ch.status = status;
+        size_t first_week = 2;
+        if (c->kind == CHANGE_ACTIVITY) {
+            ch.rev = int_el(r, 1);
+            ch.cursor = str_el(r, 2);
+            first_week = 3;
+        } else {
+            ch.cursor = str_el(r, 1);
+        }
+        for (size_t i = first_week; ch.cursor && i < r->elements && ch.nweeks < 2 * FIT_MAX_SEGMENTS;
+             i++)
+            if (str_el(r, i))
+                ch.weeks[ch.nweeks++] = str_el(r, i);
     }
-    argv[argc++] = a->client_id;
-    argv[argc++] = doc;
-    argv[argc++] = nbuf;
-    for (int i = 0; i < a->nseg; i++) {
-        argv[argc++] = a->seg[i].date_str;
-        argv[argc++] = segs[i];
-    }
-    struct put_ctx *c = malloc(sizeof(*c));
-    int rc = FIT_ENOMEM;
+    c->cb(&ch, c->data);
+    free(c);
+}
+
+static change_ctx *change_ctx_new(fit_change_cb *cb, void *data, change_kind kind, const char *fn)
+{
+    change_ctx *c = malloc(sizeof(*c));
     if (c) {
         c->cb = cb;
         c->data = data;
-        rc = call(store, argc, argv, NULL, put_done, c);
+        c->kind = kind;
+        c->fn = fn;
     }
+    return c;
+}
+
+/* Appends (date, week, segment) for every local day of a session. */
+static void args_segments(args_t *a, const fit_activity *act)
+{
+    argf(a, "%lld", (long long)act->start_ms);
+    argf(a, "%d", act->nseg);
+    for (int i = 0; i < act->nseg; i++) {
+        const fit_segment *g = &act->seg[i];
+        arg(a, g->date_str);
+        arg(a, g->week);
+        argf(a, "[%lld,%lld,%d,%d,%d,%lld,%.1f]", (long long)g->start_ms, (long long)g->end_ms,
+             (int)act->intensity, act->strength, act->balance, (long long)g->steps,
+             g->distance_m);
+    }
+}
+
+static int activity_call(const fit_ops *ops, const char *fn, const char *user, const char *device,
+                         const fit_activity *a, int64_t base_rev, fit_change_cb *cb, void *data)
+{
+    char *doc = json_dumps(a->doc, JSON_COMPACT | JSON_SORT_KEYS);
+    change_ctx *c = change_ctx_new(cb, data, CHANGE_ACTIVITY, fn);
+    if (!doc || !c) {
+        free(doc);
+        free(c);
+        return FIT_ENOMEM;
+    }
+    args_t args;
+    args_start(&args, ops, fn, 0, user, device);
+    arg(&args, a->client_id);
+    if (base_rev > 0)
+        argf(&args, "%lld", (long long)base_rev);
+    arg(&args, doc);
+    args_segments(&args, a);
+    int rc = send_call(ops, &args, change_done, c);
     free(doc);
     return rc;
 }
 
-/* fit_summary_put answers one status; the week it touched is the summary's own. */
-struct summary_ctx {
-    fit_put_cb *cb;
-    void *data;
-    char week[FIT_WEEK_LEN];
-};
-
-static void summary_done(redisReply *r, const char *errstr, void *data)
+int fit_ops_activity_put(const fit_ops *ops, const char *user, const char *device,
+                         const fit_activity *a, fit_change_cb *cb, void *data)
 {
-    struct summary_ctx *c = data;
-    if (!r) {
-        c->cb(FIT_EUNAVAILABLE, NULL, NULL, 0, c->data);
-    } else if (r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS) {
-        const char *weeks[1] = {c->week};
-        int applied = strcmp(r->str, "applied") == 0;
-        c->cb(0, r->str, weeks, applied ? 1 : 0, c->data);
-    } else {
-        fprintf(stderr, "fitsync: unexpected reply from fit_summary_put: %s\n",
-                r->type == REDIS_REPLY_ERROR ? r->str : "(bad type)");
-        c->cb(FIT_EINTERNAL, NULL, NULL, 0, c->data);
+    return activity_call(ops, "fit_activity_put", user, device, a, 0, cb, data);
+}
+
+int fit_ops_activity_update(const fit_ops *ops, const char *user, const char *device,
+                            int64_t base_rev, const fit_activity *a, fit_change_cb *cb, void *data)
+{
+    return activity_call(ops, "fit_activity_update", user, device, a, base_rev, cb, data);
+}
+
+int fit_ops_activity_delete(const fit_ops *ops, const char *user, const char *device,
+                            const char *client_id, int64_t base_rev, fit_change_cb *cb,
+                            void *data)
+{
+    change_ctx *c = change_ctx_new(cb, data, CHANGE_ACTIVITY, "fit_activity_delete");
+    if (!c)
+        return FIT_ENOMEM;
+    args_t args;
+    args_start(&args, ops, "fit_activity_delete", 0, user, device);
+    arg(&args, client_id);
+    if (base_rev >= 0)
+        argf(&args, "%lld", (long long)base_rev);
+    else
+        arg(&args, "");
+    return send_call(ops, &args, change_done, c);
+}
+
+int fit_ops_summary_put(const fit_ops *ops, const char *user, const char *device,
+                        const fit_summary *s, fit_change_cb *cb, void *data)
+{
+    char *doc = json_dumps(s->doc, JSON_COMPACT | JSON_SORT_KEYS);
+    change_ctx *c = change_ctx_new(cb, data, CHANGE_SUMMARY, "fit_summary_put");
+    if (!doc || !c) {
+        free(doc);
+        free(c);
+        return FIT_ENOMEM;
+    }
+    args_t args;
+    args_start(&args, ops, "fit_summary_put", 0, user, device);
+    arg(&args, s->date_str);
+    arg(&args, s->week);
+    arg(&args, s->source);
+    argf(&args, "%lld", (long long)s->recorded_at_ms);
+    arg(&args, doc);
+    argf(&args, "%d", s->moderate_min);
+    argf(&args, "%d", s->vigorous_min);
+    argf(&args, "%d", s->light_min);
+    argf(&args, "%lld", (long long)s->steps);
+    argf(&args, "%.1f", s->distance_m);
+    argf(&args, "%lld", (long long)fit_local_midnight_ms(s->date, s->offset_min));
+    int rc = send_call(ops, &args, change_done, c);
+    free(doc);
+    return rc;
+}
+
+int fit_ops_summary_delete(const fit_ops *ops, const char *user, const char *device, fit_date date,
+                           const char *source, fit_change_cb *cb, void *data)
+{
+    change_ctx *c = change_ctx_new(cb, data, CHANGE_SUMMARY, "fit_summary_delete");
+    if (!c)
+        return FIT_ENOMEM;
+    char d[FIT_DATE_LEN], w[FIT_WEEK_LEN];
+    fit_date_format(date, d);
+    fit_date_week_name(date, w);
+    args_t args;
+    args_start(&args, ops, "fit_summary_delete", 0, user, device);
+    arg(&args, d);
+    arg(&args, w);
+    arg(&args, source);
+    return send_call(ops, &args, change_done, c);
+}
+
+/* ---- reads ---- */
+
+typedef struct {
+    void *cb;
+    void *data;
+    const fit_ops *ops;
+    size_t n;
+    char (*weeks)[FIT_WEEK_LEN];
+} read_ctx;
+
+static read_ctx *read_ctx_new(void *cb, void *data, const fit_ops *ops)
+{
+    read_ctx *c = calloc(1, sizeof(*c));
+    if (c) {
+        c->cb = cb;
+        c->data = data;
+        c->ops = ops;
+    }
+    return c;
+}
+
+static void item_done(redisReply *r, const char *errstr, void *data)
+{
+    read_ctx *c = data;
+    fit_item_cb *cb = (fit_item_cb *)c->cb;
+    if (!r || r->type != REDIS_REPLY_ARRAY)
+        cb(bad_reply("fit_activity_get", r), 0, NULL, 0, c->data);
+    else if (r->elements < 3)
+        cb(0, 0, NULL, 0, c->data);
+    else {
+        int deleted = str_el(r, 2) && strcmp(str_el(r, 2), "1") == 0;
+        cb(0, int_el(r, 0), deleted ? NULL : str_el(r, 1), deleted, c->data);
     }
     free(c);
 }
 
-int fit_ops_summary_put(fit_store *store, unsigned shards, const char *user, const fit_summary *s,
-                        fit_put_cb *cb, void *data)
+int fit_ops_activity_get(const fit_ops *ops, const char *user, const char *client_id,
+                         fit_item_cb *cb, void *data)
 {
-    char dkey[FIT_KEY_MAX], wkey[FIT_KEY_MAX], suffix[64];
-    char rec[24], mo[12], vi[12], li[12], st[24], di[32];
-    char *doc = json_dumps(s->doc, JSON_COMPACT | JSON_SORT_KEYS);
-    if (!doc)
+    read_ctx *c = read_ctx_new((void *)cb, data, ops);
+    if (!c)
         return FIT_ENOMEM;
-    snprintf(suffix, sizeof(suffix), "d:%s", s->date_str);
-    fit_user_key(dkey, shards, user, suffix);
-    snprintf(suffix, sizeof(suffix), "w:%s", s->week);
-    fit_user_key(wkey, shards, user, suffix);
-    snprintf(rec, sizeof(rec), "%lld", (long long)s->recorded_at_ms);
-    snprintf(mo, sizeof(mo), "%d", s->moderate_min);
-    snprintf(vi, sizeof(vi), "%d", s->vigorous_min);
-    snprintf(li, sizeof(li), "%d", s->light_min);
-    snprintf(st, sizeof(st), "%lld", (long long)s->steps);
-    snprintf(di, sizeof(di), "%.1f", s->distance_m);
-    const char *argv[] = {"FCALL", "fit_summary_put", "2", dkey, wkey, s->source, rec, doc,
-                          s->date_str, mo, vi, li, st, di};
-    struct summary_ctx *c = malloc(sizeof(*c));
-    int rc = FIT_ENOMEM;
-    if (c) {
-        c->cb = cb;
-        c->data = data;
-        snprintf(c->week, sizeof(c->week), "%s", s->week);
-        rc = call(store, (int)(sizeof(argv) / sizeof(argv[0])), argv, NULL, summary_done, c);
-    }
-    free(doc);
-    return rc;
+    args_t args;
+    args_start(&args, ops, "fit_activity_get", 1, user, NULL);
+    arg(&args, client_id);
+    return send_call(ops, &args, item_done, c);
 }
 
-/* Turns a flat [field, value, ...] reply into an object. Profile values are typed here. */
-static json_t *profile_from_reply(const redisReply *r)
+json_t *fit_profile_json(const redisReply *r)
 {
     json_t *o = json_object();
     for (size_t i = 0; r && r->type == REDIS_REPLY_ARRAY && i + 1 < r->elements; i += 2) {
@@ -185,70 +346,53 @@ static json_t *profile_from_reply(const redisReply *r)
     return o;
 }
 
-struct profile_ctx {
-    fit_profile_cb *cb;
-    void *data;
-};
-
 static void profile_done(redisReply *r, const char *errstr, void *data)
 {
-    struct profile_ctx *c = data;
-    if (!r || r->type != REDIS_REPLY_ARRAY) {
-        c->cb(r ? FIT_EINTERNAL : FIT_EUNAVAILABLE, NULL, c->data);
+    read_ctx *c = data;
+    fit_profile_cb *cb = (fit_profile_cb *)c->cb;
+    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2 || !str_el(r, 0)) {
+        cb(bad_reply("fit_profile_set", r), NULL, NULL, c->data);
     } else {
-        json_t *p = profile_from_reply(r);
-        c->cb(0, p, c->data);
+        json_t *p = fit_profile_json(r->element[1]);
+        cb(0, p, str_el(r, 0), c->data);
         json_decref(p);
     }
     free(c);
 }
 
-int fit_ops_profile_set(fit_store *store, unsigned shards, const char *user, const fit_profile *p,
-                        fit_profile_cb *cb, void *data)
+int fit_ops_profile_set(const fit_ops *ops, const char *user, const char *device,
+                        const fit_profile *p, fit_profile_cb *cb, void *data)
 {
-    char pkey[FIT_KEY_MAX], by[12];
-    const char *argv[4 + 10];
-    int argc = 0;
-    fit_user_key(pkey, shards, user, "p");
-    argv[argc++] = "FCALL";
-    argv[argc++] = "fit_profile_set";
-    argv[argc++] = "1";
-    argv[argc++] = pkey;
-    if (p->has_birth_year) {
-        snprintf(by, sizeof(by), "%d", p->birth_year);
-        argv[argc++] = "birth_year";
-        argv[argc++] = p->birth_year ? by : "";
-    }
-    if (p->has_district) {
-        argv[argc++] = "district";
-        argv[argc++] = p->district;
-    }
-    if (p->has_gender) {
-        argv[argc++] = "gender";
-        argv[argc++] = p->gender;
-    }
-    if (p->has_pregnant) {
-        argv[argc++] = "pregnant";
-        argv[argc++] = p->pregnant ? "1" : "";
-    }
-    if (p->has_display_name) {
-        argv[argc++] = "display_name";
-        argv[argc++] = p->display_name;
-    }
-    struct profile_ctx *c = malloc(sizeof(*c));
+    read_ctx *c = read_ctx_new((void *)cb, data, ops);
     if (!c)
         return FIT_ENOMEM;
-    c->cb = cb;
-    c->data = data;
-    return call(store, argc, argv, NULL, profile_done, c);
+    args_t args;
+    args_start(&args, ops, "fit_profile_set", 0, user, device);
+    if (p->has_birth_year) {
+        arg(&args, "birth_year");
+        if (p->birth_year)
+            argf(&args, "%d", p->birth_year);
+        else
+            arg(&args, "");
+    }
+    if (p->has_district) {
+        arg(&args, "district");
+        arg(&args, p->district);
+    }
+    if (p->has_gender) {
+        arg(&args, "gender");
+        arg(&args, p->gender);
+    }
+    if (p->has_pregnant) {
+        arg(&args, "pregnant");
+        arg(&args, p->pregnant ? "1" : "");
+    }
+    if (p->has_display_name) {
+        arg(&args, "display_name");
+        arg(&args, p->display_name);
+    }
+    return send_call(ops, &args, profile_done, c);
 }
-
-struct week_ctx {
-    fit_week_cb *cb;
-    void *data;
-    const fit_who_targets *targets;
-    int iso_year, week;
-};
 
 /* Parses one stored day's totals; missing keys read as zero. */
 static void day_from_json(const char *s, fit_day_totals *d)
@@ -266,21 +410,16 @@ static void day_from_json(const char *s, fit_day_totals *d)
     json_decref(j);
 }
 
-static void week_done(redisReply *r, const char *errstr, void *data)
+/* Scores one week from its stored hash (flat reply). */
+static void score_week(const fit_who_targets *who, const char *name, const redisReply *w,
+                       int birth_year, int pregnant, fit_week_status *out)
 {
-    struct week_ctx *c = data;
-    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
-        if (r && r->type == REDIS_REPLY_ERROR)
-            fprintf(stderr, "fitsync: fit_week_get: %s\n", r->str);
-        c->cb(r ? FIT_EINTERNAL : FIT_EUNAVAILABLE, NULL, c->data);
-        free(c);
-        return;
-    }
+    int y, wk;
+    fit_iso_week_parse(name, &y, &wk);
     fit_day_totals days[7];
     memset(days, 0, sizeof(days));
-    int64_t monday = fit_days_from_civil(fit_iso_week_monday(c->iso_year, c->week));
-    const redisReply *w = r->element[0];
-    for (size_t i = 0; i + 1 < w->elements; i += 2) {
+    int64_t monday = fit_days_from_civil(fit_iso_week_monday(y, wk));
+    for (size_t i = 0; w && w->type == REDIS_REPLY_ARRAY && i + 1 < w->elements; i += 2) {
         fit_date d;
         if (!w->element[i]->str || fit_date_parse(w->element[i]->str, &d))
             continue;
@@ -288,33 +427,233 @@ static void week_done(redisReply *r, const char *errstr, void *data)
         if (idx >= 0 && idx < 7)
             day_from_json(w->element[i + 1]->str, &days[idx]);
     }
-    json_t *profile = profile_from_reply(r->element[1]);
-    int birth_year = (int)json_integer_value(json_object_get(profile, "birth_year"));
-    int pregnant = json_is_true(json_object_get(profile, "pregnant"));
-    json_decref(profile);
-    fit_week_status st;
-    fit_who_score_week(c->targets, c->iso_year, c->week,
-                       fit_who_band(c->targets, birth_year, pregnant, c->iso_year), days, &st);
-    c->cb(0, &st, c->data);
+    fit_who_score_week(who, y, wk, fit_who_band(who, birth_year, pregnant, y), days, out);
+}
+
+static void weeks_done(redisReply *r, const char *errstr, void *data)
+{
+    read_ctx *c = data;
+    fit_weeks_cb *cb = (fit_weeks_cb *)c->cb;
+    fit_week_status *st = NULL;
+    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != c->n + 1) {
+        cb(bad_reply("fit_weeks_get", r), NULL, 0, c->data);
+    } else if (!(st = calloc(c->n ? c->n : 1, sizeof(*st)))) {
+        cb(FIT_ENOMEM, NULL, 0, c->data);
+    } else {
+        json_t *profile = fit_profile_json(r->element[0]);
+        int birth_year = (int)json_integer_value(json_object_get(profile, "birth_year"));
+        int pregnant = json_is_true(json_object_get(profile, "pregnant"));
+        json_decref(profile);
+        for (size_t i = 0; i < c->n; i++)
+            score_week(c->ops->who, c->weeks[i], r->element[i + 1], birth_year, pregnant, &st[i]);
+        cb(0, st, c->n, c->data);
+    }
+    free(st);
+    free(c->weeks);
     free(c);
 }
 
-int fit_ops_week_get(fit_store *store, unsigned shards, const char *user, int iso_year, int week,
-                     const fit_who_targets *targets, fit_week_cb *cb, void *data)
+int fit_ops_weeks_get(const fit_ops *ops, const char *user, const char *const *weeks, size_t n,
+                      fit_weeks_cb *cb, void *data)
 {
-    char wkey[FIT_KEY_MAX], pkey[FIT_KEY_MAX], suffix[32], name[FIT_WEEK_LEN];
-    fit_iso_week_format(iso_year, week, name);
-    snprintf(suffix, sizeof(suffix), "w:%s", name);
-    fit_user_key(wkey, shards, user, suffix);
-    fit_user_key(pkey, shards, user, "p");
-    const char *argv[] = {"FCALL_RO", "fit_week_get", "2", wkey, pkey};
-    struct week_ctx *c = malloc(sizeof(*c));
+    if (n > 128)
+        return FIT_EINVALID_VALUE;
+    read_ctx *c = read_ctx_new((void *)cb, data, ops);
+    if (!c || !(c->weeks = calloc(n ? n : 1, FIT_WEEK_LEN))) {
+        free(c);
+        return FIT_ENOMEM;
+    }
+    c->n = n;
+    args_t args;
+    args_start(&args, ops, "fit_weeks_get", 1, user, NULL);
+    for (size_t i = 0; i < n; i++) {
+        snprintf(c->weeks[i], FIT_WEEK_LEN, "%s", weeks[i]);
+        arg(&args, c->weeks[i]);
+    }
+    int rc = fit_store_command(ops->store, weeks_done, c, args.n, args.v, NULL);
+    args_free(&args);
+    if (rc) {
+        free(c->weeks);
+        free(c);
+    }
+    return rc;
+}
+
+/* A log entry [id, [k, v, ...]] as a change object. */
+static json_t *change_from_entry(const redisReply *e)
+{
+    if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 || !e->element[0]->str)
+        return NULL;
+    const redisReply *f = e->element[1];
+    json_t *o = json_pack("{s:s}", "cursor", e->element[0]->str);
+    const char *doc = NULL, *kind = NULL;
+    for (size_t i = 0; f->type == REDIS_REPLY_ARRAY && i + 1 < f->elements; i += 2) {
+        const char *k = f->element[i]->str, *v = f->element[i + 1]->str;
+        if (!k || !v)
+            continue;
+        if (strcmp(k, "k") == 0)
+            json_object_set_new(o, "kind", json_string(kind = v));
+        else if (strcmp(k, "op") == 0)
+            json_object_set_new(o, "op", json_string(v));
+        else if (strcmp(k, "id") == 0)
+            json_object_set_new(o, "id", json_string(v));
+        else if (strcmp(k, "rev") == 0)
+            json_object_set_new(o, "rev", json_integer(atoll(v)));
+        else if (strcmp(k, "dev") == 0)
+            json_object_set_new(o, "device_id", json_string(v));
+        else if (strcmp(k, "doc") == 0)
+            doc = v;
+    }
+    if (doc) {
+        json_t *item = json_loads(doc, 0, NULL);
+        if (item && kind && strcmp(kind, "profile") == 0) {
+            /* The log keeps profile values as Redis strings; type them as profile.set does. */
+            json_t *typed = json_object();
+            const char *k;
+            json_t *v;
+            json_object_foreach(item, k, v)
+            {
+                const char *sv = json_string_value(v);
+                if (strcmp(k, "birth_year") == 0 && sv)
+                    json_object_set_new(typed, k, json_integer(atoi(sv)));
+                else if (strcmp(k, "pregnant") == 0 && sv)
+                    json_object_set_new(typed, k, json_boolean(strcmp(sv, "1") == 0));
+                else
+                    json_object_set(typed, k, v);
+            }
+            json_decref(item);
+            item = typed;
+        }
+        if (item && kind && strcmp(kind, "activity") == 0)
+            json_object_set(item, "rev", json_object_get(o, "rev"));
+        if (item)
+            json_object_set_new(o, "item", item);
+    }
+    return o;
+}
+
+static void pull_done(redisReply *r, const char *errstr, void *data)
+{
+    read_ctx *c = data;
+    fit_pull_cb *cb = (fit_pull_cb *)c->cb;
+    const char *status = str_el(r, 0);
+    if (!status) {
+        cb(bad_reply("fit_sync_pull", r), NULL, NULL, 0, c->data);
+    } else if (strcmp(status, "resync_required") == 0) {
+        cb(FIT_ERESYNC_REQUIRED, NULL, NULL, 0, c->data);
+    } else if (strcmp(status, "ok") != 0) {
+        cb(FIT_EINVALID_VALUE, NULL, NULL, 0, c->data);
+    } else {
+        json_t *changes = json_array();
+        for (size_t i = 3; i < r->elements; i++) {
+            json_t *ch = change_from_entry(r->element[i]);
+            if (ch)
+                json_array_append_new(changes, ch);
+        }
+        cb(0, changes, str_el(r, 1), (int)int_el(r, 2), c->data);
+        json_decref(changes);
+    }
+    free(c);
+}
+
+int fit_ops_sync_pull(const fit_ops *ops, const char *user, const char *cursor, int limit,
+                      fit_pull_cb *cb, void *data)
+{
+    read_ctx *c = read_ctx_new((void *)cb, data, ops);
     if (!c)
         return FIT_ENOMEM;
-    c->cb = cb;
-    c->data = data;
-    c->targets = targets;
-    c->iso_year = iso_year;
-    c->week = week;
-    return call(store, 5, argv, NULL, week_done, c);
+    args_t args;
+    args_start(&args, ops, "fit_sync_pull", 1, user, NULL);
+    arg(&args, cursor);
+    argf(&args, "%d", limit);
+    argf(&args, "%lld", (long long)ops->window_ms);
+    return send_call(ops, &args, pull_done, c);
+}
+
+static void head_done(redisReply *r, const char *errstr, void *data)
+{
+    read_ctx *c = data;
+    fit_cursor_cb *cb = (fit_cursor_cb *)c->cb;
+    if (!r || r->type != REDIS_REPLY_STRING)
+        cb(bad_reply("fit_sync_head", r), NULL, c->data);
+    else
+        cb(0, r->str, c->data);
+    free(c);
+}
+
+int fit_ops_sync_head(const fit_ops *ops, const char *user, fit_cursor_cb *cb, void *data)
+{
+    read_ctx *c = read_ctx_new((void *)cb, data, ops);
+    if (!c)
+        return FIT_ENOMEM;
+    args_t args;
+    args_start(&args, ops, "fit_sync_head", 1, user, NULL);
+    return send_call(ops, &args, head_done, c);
+}
+
+static void state_done(redisReply *r, const char *errstr, void *data)
+{
+    read_ctx *c = data;
+    fit_state_cb *cb = (fit_state_cb *)c->cb;
+    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 5 || !str_el(r, 0)) {
+        cb(bad_reply("fit_state", r), NULL, c->data);
+        free(c);
+        return;
+    }
+    json_t *acts = json_array(), *sums = json_array(), *weeks = json_array();
+    const redisReply *a = r->element[2], *s = r->element[3], *w = r->element[4];
+    for (size_t i = 0; i + 2 < a->elements; i += 3) {
+        json_t *item = json_loads(a->element[i + 2]->str, 0, NULL);
+        if (!item)
+            continue;
+        json_object_set_new(item, "rev", json_integer(int_el(a, i + 1)));
+        json_array_append_new(acts, item);
+    }
+    for (size_t i = 0; i + 1 < s->elements; i += 2) {
+        json_t *item = json_loads(s->element[i + 1]->str, 0, NULL);
+        if (item)
+            json_array_append_new(sums, item);
+    }
+    for (size_t i = 0; i < w->elements; i++)
+        if (w->element[i]->str)
+            json_array_append_new(weeks, json_string(w->element[i]->str));
+    json_t *state = json_pack("{s:s, s:o, s:o, s:o, s:o}", "cursor", str_el(r, 0), "profile",
+                              fit_profile_json(r->element[1]), "activities", acts, "summaries",
+                              sums, "weeks", weeks);
+    cb(0, state, c->data);
+    json_decref(state);
+    free(c);
+}
+
+int fit_ops_state(const fit_ops *ops, const char *user, int64_t from_ms, fit_state_cb *cb,
+                  void *data)
+{
+    read_ctx *c = read_ctx_new((void *)cb, data, ops);
+    if (!c)
+        return FIT_ENOMEM;
+    args_t args;
+    args_start(&args, ops, "fit_state", 1, user, NULL);
+    argf(&args, "%lld", (long long)from_ms);
+    return send_call(ops, &args, state_done, c);
+}
+
+static void count_done(redisReply *r, const char *errstr, void *data)
+{
+    read_ctx *c = data;
+    fit_count_cb *cb = (fit_count_cb *)c->cb;
+    if (!r || r->type != REDIS_REPLY_INTEGER)
+        cb(bad_reply("fit_account_delete", r), 0, c->data);
+    else
+        cb(0, r->integer, c->data);
+    free(c);
+}
+
+int fit_ops_account_delete(const fit_ops *ops, const char *user, fit_count_cb *cb, void *data)
+{
+    read_ctx *c = read_ctx_new((void *)cb, data, ops);
+    if (!c)
+        return FIT_ENOMEM;
+    args_t args;
+    args_start(&args, ops, "fit_account_delete", 0, user, NULL);
+    return send_call(ops, &args, count_done, c);
 }

@@ -3,8 +3,10 @@
  *
  * Each mutation here is one FCALL of workers/fitsync.lua on the user's shard
  * (DESIGN.md decisions 2 and 3), so a success reply means Redis has applied
- * all of it. Keys look like "fit:{s<N>}:u:<user>:<kind>:<name>", where N =
- * fit_shard_of(user, shards).
+ * all of it: the item, the day and week aggregates, the indexes and the
+ * change log. Every call names the user's change log key
+ * "fit:{s<N>}:u:<user>:log" (N = fit_shard_of(user, shards)); the Functions
+ * derive the user's other keys from it.
  *
  * Every function returns 0 and later calls its callback exactly once, or
  * returns a negative FIT_E* code at once (FIT_EUNAVAILABLE when Redis is not
@@ -21,39 +23,109 @@
 #include <jansson.h>
 
 #define FIT_KEY_MAX 192
+#define FIT_CURSOR_MAX 48
+
+/* Shared settings of every call; owned by the server. */
+typedef struct {
+    fit_store *store;
+    unsigned shards;
+    int64_t window_ms; /* how long the change log keeps entries (config sync.window_days) */
+    const fit_who_targets *who;
+} fit_ops;
 
 /* Writes "fit:{s<N>}:u:<user>:<suffix>" into buf (FIT_KEY_MAX). */
 void fit_user_key(char *buf, unsigned shards, const char *user, const char *suffix);
 
 /*
- * Result of an upload item. err is 0 or FIT_ECONFLICT / FIT_EUNAVAILABLE /
- * FIT_EINTERNAL. status: "created"/"duplicate" for sessions, "applied"/
- * "duplicate"/"stale" for summaries. weeks: the ISO weeks whose totals changed
- * (none for duplicates and stale summaries).
+ * The outcome of a mutation. err is 0, FIT_ECONFLICT (current_* describe the
+ * item as it is), FIT_ENOT_FOUND, FIT_EUNAVAILABLE or FIT_EINTERNAL.
+ * status: "created", "updated", "deleted", "applied", "duplicate", "stale".
+ * cursor is the change log position of this change, or NULL when nothing
+ * changed (duplicates, stale summaries). weeks are the ISO weeks whose totals
+ * may have changed.
  */
-typedef void fit_put_cb(int err, const char *status, const char *const *weeks, int nweeks,
-                        void *data);
+typedef struct {
+    int err;
+    const char *status;
+    int64_t rev; /* sessions: the revision now current; 0 otherwise */
+    const char *cursor;
+    const char *weeks[2 * FIT_MAX_SEGMENTS];
+    int nweeks;
+    const char *current_doc; /* conflicts: the stored document ("" for a tombstone) */
+    int current_deleted;
+} fit_change;
 
-/* Stores one validated session (fit_activity_parse) for user. */
-int fit_ops_activity_put(fit_store *store, unsigned shards, const char *user,
-                         const fit_activity *a, fit_put_cb *cb, void *data);
+typedef void fit_change_cb(const fit_change *c, void *data);
+
+/* Stores a new validated session (fit_activity_parse); idempotent by client_id. */
+int fit_ops_activity_put(const fit_ops *ops, const char *user, const char *device,
+                         const fit_activity *a, fit_change_cb *cb, void *data);
+
+/* Replaces a session's content if its current rev is base_rev. */
+int fit_ops_activity_update(const fit_ops *ops, const char *user, const char *device,
+                            int64_t base_rev, const fit_activity *a, fit_change_cb *cb, void *data);
+
+/* Deletes a session (a tombstone stays); base_rev < 0 deletes whatever rev is current. */
+int fit_ops_activity_delete(const fit_ops *ops, const char *user, const char *device,
+                            const char *client_id, int64_t base_rev, fit_change_cb *cb,
+                            void *data);
+
+/* The stored session: rev 0 if it does not exist; doc NULL for a tombstone. */
+typedef void fit_item_cb(int err, int64_t rev, const char *doc, int deleted, void *data);
+int fit_ops_activity_get(const fit_ops *ops, const char *user, const char *client_id,
+                         fit_item_cb *cb, void *data);
 
 /* Upserts one validated daily summary; the newest recorded_at wins. */
-int fit_ops_summary_put(fit_store *store, unsigned shards, const char *user, const fit_summary *s,
-                        fit_put_cb *cb, void *data);
+int fit_ops_summary_put(const fit_ops *ops, const char *user, const char *device,
+                        const fit_summary *s, fit_change_cb *cb, void *data);
+
+/* Deletes the summary of (date, source); date's week computed here. */
+int fit_ops_summary_delete(const fit_ops *ops, const char *user, const char *device, fit_date date,
+                           const char *source, fit_change_cb *cb, void *data);
 
 /* profile: the whole stored profile as a JSON object (borrowed), or NULL on error. */
-typedef void fit_profile_cb(int err, const json_t *profile, void *data);
+typedef void fit_profile_cb(int err, const json_t *profile, const char *cursor, void *data);
 
 /* Applies the fields present in p (absent ones are kept; cleared ones removed). */
-int fit_ops_profile_set(fit_store *store, unsigned shards, const char *user, const fit_profile *p,
-                        fit_profile_cb *cb, void *data);
+int fit_ops_profile_set(const fit_ops *ops, const char *user, const char *device,
+                        const fit_profile *p, fit_profile_cb *cb, void *data);
 
-/* status is NULL when err != 0. */
-typedef void fit_week_cb(int err, const fit_week_status *status, void *data);
+/* statuses: n weeks, in the order asked; NULL when err != 0. */
+typedef void fit_weeks_cb(int err, const fit_week_status *statuses, size_t n, void *data);
 
-/* Reads a week and scores it against the member's band (targets borrowed; must outlive the call). */
-int fit_ops_week_get(fit_store *store, unsigned shards, const char *user, int iso_year, int week,
-                     const fit_who_targets *targets, fit_week_cb *cb, void *data);
+/* Reads and scores weeks (names "YYYY-Www", at most 128) against the member's band. */
+int fit_ops_weeks_get(const fit_ops *ops, const char *user, const char *const *weeks, size_t n,
+                      fit_weeks_cb *cb, void *data);
+
+/*
+ * Changes after cursor, oldest first, at most limit. err FIT_ERESYNC_REQUIRED
+ * when the cursor is older than the log keeps; FIT_EINVALID_VALUE when it was
+ * never issued. changes is a new array of change objects (borrowed by the
+ * callback); next is the cursor to pull from next.
+ */
+typedef void fit_pull_cb(int err, json_t *changes, const char *next, int more, void *data);
+int fit_ops_sync_pull(const fit_ops *ops, const char *user, const char *cursor, int limit,
+                      fit_pull_cb *cb, void *data);
+
+/* The current cursor ("0-0" for an empty log). */
+typedef void fit_cursor_cb(int err, const char *cursor, void *data);
+int fit_ops_sync_head(const fit_ops *ops, const char *user, fit_cursor_cb *cb, void *data);
+
+/*
+ * The user's state: sessions starting and summaries dated at or after from_ms
+ * (0 = everything), the profile, the weeks with data, and the cursor it is
+ * consistent with. state is {"cursor", "profile", "activities", "summaries",
+ * "weeks": [names]} (borrowed).
+ */
+typedef void fit_state_cb(int err, const json_t *state, void *data);
+int fit_ops_state(const fit_ops *ops, const char *user, int64_t from_ms, fit_state_cb *cb,
+                  void *data);
+
+/* Removes every key of the user; deleted = how many keys. */
+typedef void fit_count_cb(int err, long long deleted, void *data);
+int fit_ops_account_delete(const fit_ops *ops, const char *user, fit_count_cb *cb, void *data);
+
+/* Converts a stored profile hash (flat reply) to JSON with typed values. New reference. */
+json_t *fit_profile_json(const redisReply *flat);
 
 #endif

@@ -32,6 +32,7 @@ static uv_loop_t loop;
 static fit_store store;
 static fit_who_targets who;
 static fit_met_table met;
+static fit_ops ops;
 
 static void redis_start(void)
 {
@@ -102,6 +103,10 @@ static int setup(void **state)
     j = load_config("met.json");
     assert_int_equal(fit_met_table_load(&met, j, err, sizeof(err)), 0);
     json_decref(j);
+    ops.store = &store;
+    ops.shards = 1;
+    ops.window_ms = 56LL * 86400000;
+    ops.who = &who;
     wait_ready();
     return 0;
 }
@@ -132,18 +137,20 @@ static int teardown(void **state)
 struct put_result {
     int done, err;
     char status[16];
+    long long rev;
     int nweeks;
-    char weeks[3][FIT_WEEK_LEN];
+    char weeks[6][FIT_WEEK_LEN];
 };
 
-static void put_cb(int err, const char *status, const char *const *weeks, int nweeks, void *data)
+static void put_cb(const fit_change *c, void *data)
 {
     struct put_result *r = data;
-    r->err = err;
-    snprintf(r->status, sizeof(r->status), "%s", status ? status : "");
-    r->nweeks = nweeks;
-    for (int i = 0; i < nweeks && i < 3; i++)
-        snprintf(r->weeks[i], FIT_WEEK_LEN, "%s", weeks[i]);
+    r->err = c->err;
+    snprintf(r->status, sizeof(r->status), "%s", c->status ? c->status : "");
+    r->rev = c->rev;
+    r->nweeks = c->nweeks;
+    for (int i = 0; i < c->nweeks && i < 6; i++)
+        snprintf(r->weeks[i], FIT_WEEK_LEN, "%s", c->weeks[i]);
     r->done = 1;
 }
 
@@ -167,7 +174,7 @@ static struct put_result put_activity(const char *user, const char *json)
     if (rc)
         fail_msg("activity rejected: %s (%s)", fe.message, fe.field);
     struct put_result res = {0};
-    assert_int_equal(fit_ops_activity_put(&store, 1, user, &a, put_cb, &res), 0);
+    assert_int_equal(fit_ops_activity_put(&ops, user, "dev", &a, put_cb, &res), 0);
     fit_activity_clear(&a);
     assert_true(run_until(&res.done, 3000));
     return res;
@@ -185,7 +192,7 @@ static struct put_result put_summary(const char *user, const char *json)
     if (rc)
         fail_msg("summary rejected: %s (%s)", fe.message, fe.field);
     struct put_result res = {0};
-    assert_int_equal(fit_ops_summary_put(&store, 1, user, &s, put_cb, &res), 0);
+    assert_int_equal(fit_ops_summary_put(&ops, user, "dev", &s, put_cb, &res), 0);
     fit_summary_clear(&s);
     assert_true(run_until(&res.done, 3000));
     return res;
@@ -196,11 +203,11 @@ struct week_result {
     fit_week_status st;
 };
 
-static void week_cb(int err, const fit_week_status *st, void *data)
+static void week_cb(int err, const fit_week_status *st, size_t n, void *data)
 {
     struct week_result *r = data;
     r->err = err;
-    if (st)
+    if (st && n == 1)
         r->st = *st;
     r->done = 1;
 }
@@ -210,7 +217,8 @@ static fit_week_status get_week(const char *user, const char *week)
     int y, w;
     assert_int_equal(fit_iso_week_parse(week, &y, &w), 0);
     struct week_result r = {0};
-    assert_int_equal(fit_ops_week_get(&store, 1, user, y, w, &who, week_cb, &r), 0);
+    const char *weeks[1] = {week};
+    assert_int_equal(fit_ops_weeks_get(&ops, user, weeks, 1, week_cb, &r), 0);
     assert_true(run_until(&r.done, 3000));
     assert_int_equal(r.err, 0);
     return r.st;
@@ -358,7 +366,7 @@ static void test_command_timeout(void **state)
     assert_int_equal(fit_activity_parse(j, &rl, &a, &fe), 0);
     json_decref(j);
     struct put_result r = {0};
-    int rc = fit_ops_activity_put(&store, 1, "gus", &a, put_cb, &r);
+    int rc = fit_ops_activity_put(&ops, "gus", "dev", &a, put_cb, &r);
     fit_activity_clear(&a);
     assert_int_equal(rc, 0);
     assert_true(run_until(&r.done, 3000));
@@ -399,6 +407,202 @@ static void test_shards(void **state)
     assert_int_equal(fit_shard_of("a", 7), 0xe40c292cu % 7);
 }
 
+
+/* ---- issue 3: edits, deletes, the change log ---- */
+
+static fit_activity parse_activity(const char *json)
+{
+    fit_activity a;
+    fit_field_error fe;
+    fit_rules r = rules();
+    json_t *j = json_loads(json, 0, NULL);
+    assert_non_null(j);
+    int rc = fit_activity_parse(j, &r, &a, &fe);
+    json_decref(j);
+    if (rc)
+        fail_msg("activity rejected: %s (%s)", fe.message, fe.field);
+    return a;
+}
+
+static struct put_result update_activity(const char *user, long long base_rev, const char *json)
+{
+    fit_activity a = parse_activity(json);
+    struct put_result res = {0};
+    assert_int_equal(fit_ops_activity_update(&ops, user, "dev", base_rev, &a, put_cb, &res), 0);
+    fit_activity_clear(&a);
+    assert_true(run_until(&res.done, 3000));
+    return res;
+}
+
+static struct put_result delete_activity(const char *user, const char *cid, long long base_rev)
+{
+    struct put_result res = {0};
+    assert_int_equal(fit_ops_activity_delete(&ops, user, "dev", cid, base_rev, put_cb, &res), 0);
+    assert_true(run_until(&res.done, 3000));
+    return res;
+}
+
+static void test_update_and_delete_recompute(void **state)
+{
+    const char *v1 = "{\"client_id\":\"w\",\"type\":\"walking\","
+                     "\"start\":\"2026-03-03T07:00:00+08:00\",\"duration_s\":3600}";
+    put_activity("hal", v1);
+    put_activity("hal", "{\"client_id\":\"r\",\"type\":\"running\","
+                        "\"start\":\"2026-03-03T07:30:00+08:00\",\"duration_s\":1800}");
+    fit_week_status st = get_week("hal", "2026-W10");
+    assert_int_equal(st.moderate_min, 30);
+    assert_int_equal(st.vigorous_min, 30);
+
+    /* Edit the walk to end at 07:30: the union shrinks to 60 minutes. */
+    struct put_result r = update_activity("hal", 1,
+                                          "{\"client_id\":\"w\",\"type\":\"walking\","
+                                          "\"start\":\"2026-03-03T07:00:00+08:00\",\"duration_s\":1800}");
+    assert_int_equal(r.err, 0);
+    assert_string_equal(r.status, "updated");
+    assert_int_equal(r.rev, 2);
+    st = get_week("hal", "2026-W10");
+    assert_int_equal(st.moderate_min, 30);
+    assert_int_equal(st.vigorous_min, 30);
+
+    /* The same edit again (a retry) is a duplicate; an edit on a stale rev is a conflict. */
+    r = update_activity("hal", 1, "{\"client_id\":\"w\",\"type\":\"walking\","
+                                  "\"start\":\"2026-03-03T07:00:00+08:00\",\"duration_s\":1800}");
+    assert_string_equal(r.status, "duplicate");
+    r = update_activity("hal", 1, "{\"client_id\":\"w\",\"type\":\"walking\","
+                                  "\"start\":\"2026-03-03T07:00:00+08:00\",\"duration_s\":600}");
+    assert_int_equal(r.err, FIT_ECONFLICT);
+    assert_int_equal(r.rev, 2);
+
+    /* Moving the walk to the next week recomputes both weeks. */
+    r = update_activity("hal", 2, "{\"client_id\":\"w\",\"type\":\"walking\","
+                                  "\"start\":\"2026-03-10T07:00:00+08:00\",\"duration_s\":1800}");
+    assert_int_equal(r.err, 0);
+    assert_int_equal(r.nweeks, 2);
+    st = get_week("hal", "2026-W10");
+    assert_int_equal(st.moderate_min, 0);
+    assert_int_equal(st.vigorous_min, 30);
+    assert_int_equal(get_week("hal", "2026-W11").moderate_min, 30);
+
+    /* Delete the run: the week is what remains, not what was. */
+    r = delete_activity("hal", "r", 2);
+    assert_int_equal(r.err, FIT_ECONFLICT);
+    r = delete_activity("hal", "r", 1);
+    assert_string_equal(r.status, "deleted");
+    assert_int_equal(r.rev, 2);
+    assert_int_equal(get_week("hal", "2026-W10").vigorous_min, 0);
+    r = delete_activity("hal", "r", -1);
+    assert_string_equal(r.status, "duplicate");
+    r = delete_activity("hal", "never", -1);
+    assert_int_equal(r.err, FIT_ENOT_FOUND);
+
+    /* Re-uploading a deleted client_id (a late retry) does not resurrect it. */
+    struct put_result again = put_activity("hal", "{\"client_id\":\"r\",\"type\":\"running\","
+                                                  "\"start\":\"2026-03-03T07:30:00+08:00\","
+                                                  "\"duration_s\":1800}");
+    assert_string_equal(again.status, "deleted");
+    assert_int_equal(get_week("hal", "2026-W10").vigorous_min, 0);
+}
+
+struct pull_result {
+    int done, err, more;
+    char next[FIT_CURSOR_MAX];
+    json_t *changes;
+};
+
+static void pull_cb(int err, json_t *changes, const char *next, int more, void *data)
+{
+    struct pull_result *r = data;
+    r->err = err;
+    r->more = more;
+    if (next)
+        snprintf(r->next, sizeof(r->next), "%s", next);
+    r->changes = changes ? json_incref(changes) : NULL;
+    r->done = 1;
+}
+
+static struct pull_result pull(const char *user, const char *cursor, int limit)
+{
+    struct pull_result r = {0};
+    assert_int_equal(fit_ops_sync_pull(&ops, user, cursor, limit, pull_cb, &r), 0);
+    assert_true(run_until(&r.done, 3000));
+    return r;
+}
+
+static void test_change_log(void **state)
+{
+    put_activity("ivy", "{\"client_id\":\"a\",\"type\":\"running\","
+                        "\"start\":\"2026-03-03T07:00:00+08:00\",\"duration_s\":600}");
+    update_activity("ivy", 1, "{\"client_id\":\"a\",\"type\":\"running\","
+                              "\"start\":\"2026-03-03T07:00:00+08:00\",\"duration_s\":900}");
+    put_summary("ivy", "{\"date\":\"2026-03-04\",\"utc_offset\":\"+08:00\",\"source\":\"band\","
+                       "\"recorded_at\":\"2026-03-04T20:00:00+08:00\",\"moderate_min\":5,"
+                       "\"vigorous_min\":0}");
+    delete_activity("ivy", "a", -1);
+
+    struct pull_result p = pull("ivy", "0-0", 3);
+    assert_int_equal(p.err, 0);
+    assert_int_equal(json_array_size(p.changes), 3);
+    assert_true(p.more);
+    json_t *c0 = json_array_get(p.changes, 0), *c2 = json_array_get(p.changes, 2);
+    assert_string_equal(json_string_value(json_object_get(c0, "op")), "upsert");
+    assert_int_equal(json_integer_value(json_object_get(c0, "rev")), 1);
+    assert_string_equal(json_string_value(json_object_get(c2, "kind")), "summary");
+    assert_string_equal(json_string_value(json_object_get(c2, "id")), "2026-03-04|band");
+    json_decref(p.changes);
+
+    struct pull_result q = pull("ivy", p.next, 100);
+    assert_int_equal(json_array_size(q.changes), 1);
+    assert_false(q.more);
+    json_t *d = json_array_get(q.changes, 0);
+    assert_string_equal(json_string_value(json_object_get(d, "op")), "delete");
+    assert_null(json_object_get(d, "item"));
+    json_decref(q.changes);
+
+    /* At the head: nothing more, same cursor back. */
+    struct pull_result e = pull("ivy", q.next, 100);
+    assert_int_equal(json_array_size(e.changes), 0);
+    assert_string_equal(e.next, q.next);
+    json_decref(e.changes);
+
+    /* A cursor from before the window is refused; so is one never issued. */
+    struct pull_result old = pull("ivy", "1000-0", 10);
+    assert_int_equal(old.err, FIT_ERESYNC_REQUIRED);
+    struct pull_result future = pull("ivy", "99999999999999-0", 10);
+    assert_int_equal(future.err, FIT_EINVALID_VALUE);
+}
+
+static int deleted_done;
+static long long deleted_keys;
+static void deleted_cb(int err, long long n, void *data)
+{
+    deleted_keys = err ? -1 : n;
+    deleted_done = 1;
+}
+
+static void test_account_delete_leaves_nothing(void **state)
+{
+    put_activity("joe", "{\"client_id\":\"a\",\"type\":\"running\","
+                        "\"start\":\"2026-03-08T23:30:00+08:00\",\"duration_s\":3600}");
+    put_summary("joe", "{\"date\":\"2026-03-04\",\"utc_offset\":\"+08:00\",\"source\":\"band\","
+                       "\"recorded_at\":\"2026-03-04T20:00:00+08:00\",\"moderate_min\":5,"
+                       "\"vigorous_min\":0}");
+    put_activity("kim", "{\"client_id\":\"a\",\"type\":\"running\","
+                        "\"start\":\"2026-03-08T23:30:00+08:00\",\"duration_s\":3600}");
+    deleted_done = 0;
+    assert_int_equal(fit_ops_account_delete(&ops, "joe", deleted_cb, NULL), 0);
+    assert_true(run_until(&deleted_done, 3000));
+    assert_true(deleted_keys > 5);
+    /* SCAN the whole keyspace for anything of joe's; kim's data stays. */
+    char cmd[256];
+    snprintf(cmd, sizeof(cmd), "redis-cli -s %s --scan --pattern '*:u:joe:*' | wc -l", sock);
+    FILE *f = popen(cmd, "r");
+    int n = -1;
+    assert_int_equal(fscanf(f, "%d", &n), 1);
+    pclose(f);
+    assert_int_equal(n, 0);
+    assert_int_equal(get_week("kim", "2026-W10").vigorous_min, 30);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -411,6 +615,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_function_reload_after_restart, setup, teardown),
         cmocka_unit_test_setup_teardown(test_command_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unavailable_is_immediate, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_update_and_delete_recompute, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_change_log, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_account_delete_leaves_nothing, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
