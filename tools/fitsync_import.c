@@ -17,7 +17,13 @@
  *      distance in km) and a malformed row is reported with its line number
  *      and counted as rejected; it is never sent. Rows are sorted by user,
  *      date and line, which groups them into users and makes repeated
- *      (user, date) rows easy to spot.
+ *      (user, date) rows easy to spot. A row becomes one daily summary:
+ *      moderate_min = FairlyActiveMinutes, vigorous_min = VeryActiveMinutes,
+ *      light_min = LightlyActiveMinutes, steps = TotalSteps, distance_m =
+ *      TotalDistance (km) x 1000 rounded, source "fitbit", utc_offset
+ *      --utc-offset (default +00:00), recorded_at the last second of that
+ *      local day (a day's total is final then, and a re-import of the same
+ *      file is then byte-identical, so the server answers "duplicate").
  *   2. One libuv loop; libwebsockets runs on it as a foreign-loop user, as
  *      in fitsyncd (server/fit_server.c). Up to --concurrency users are in
  *      flight at once, one WebSocket connection each. A connection is a
@@ -1211,7 +1217,12 @@ static int report_write(import_app *app)
     return 0;
 }
 
-/* Prints the one summary line. */
+/*
+ * Prints the one summary line. rows counts every data row of the CSV
+ * (malformed ones included); seconds is the wall time from the first
+ * connection attempt to the last close; rows/s is the rows the server
+ * answered (accepted + rejected by it) per second of that time.
+ */
 static void summary_print(const import_app *app)
 {
     double secs = app->finished_ns > app->started_ns
