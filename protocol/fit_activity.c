@@ -341,6 +341,9 @@ int fit_summary_parse(const json_t *item, const fit_rules *r, fit_summary *out,
     int64_t day_start = fit_local_midnight_ms(out->date, out->offset_min);
     if (day_start > r->now_ms + r->future_tolerance_ms)
         return fit_field_error_set(err, FIT_EFUTURE_TIME, "date", "date is in the future");
+    if (out->recorded_at_ms < day_start - r->future_tolerance_ms)
+        return fit_field_error_set(err, FIT_EINVALID_VALUE, "recorded_at",
+                                   "recorded_at is before the start of the day it summarises");
     if (r->max_age_weeks > 0 &&
         day_start + FIT_MS_PER_DAY <= r->now_ms - (int64_t)r->max_age_weeks * 7 * FIT_MS_PER_DAY)
         return fit_field_error_set(err, FIT_ETOO_OLD, "date",
