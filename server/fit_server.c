@@ -176,23 +176,21 @@ static void finish_stop(fit_server *srv)
     uv_close((uv_handle_t *)&srv->drain_timer, handle_closed);
 }
 
-static int queues_empty(fit_server *srv)
-{
-    fit_user_devices *u, *tmp;
-    HASH_ITER(hh, srv->users, u, tmp)
-    {
-        for (fit_session *s = u->sessions; s; s = s->user_next)
-            if (s->qhead)
-                return 0;
-    }
-    return 1;
-}
-
+/*
+ * Shutdown, stage one, every DRAIN_TICK_MS: once nothing waits for Redis,
+ * every connection is sent what is queued and then a close frame (1001,
+ * going away); when all have closed, or DRAIN_MAX_MS have passed, stage two.
+ */
 static void drain_tick(uv_timer_t *t)
 {
     fit_server *srv = t->data;
     uint64_t waited = uv_now(srv->loop) - srv->drain_started_ms;
-    if ((srv->inflight == 0 && queues_empty(srv)) || waited > DRAIN_MAX_MS) {
+    if (srv->inflight == 0 && !srv->closing_sessions) {
+        srv->closing_sessions = 1;
+        for (fit_session *s = srv->all_sessions; s; s = s->all_next)
+            fit_session_close_after_flush(s, LWS_CLOSE_STATUS_GOINGAWAY, "server shutting down");
+    }
+    if ((srv->closing_sessions && srv->sessions == 0) || waited > DRAIN_MAX_MS) {
         if (srv->inflight)
             fprintf(stderr, "fitsyncd: %zu requests still waiting for Redis at shutdown\n",
                     srv->inflight);

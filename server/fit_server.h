@@ -55,9 +55,11 @@ struct fit_session {
     uint64_t rate_last_ms;
     int rate_started;
     int close_after_flush;
+    int close_sent;
     int close_code;
     char close_reason[64];
     fit_session *user_next, *user_prev; /* the user's other devices on this process */
+    fit_session *all_next, *all_prev;   /* every open session of the server */
 };
 
 /* The connected devices of one user on this process. */
@@ -85,6 +87,8 @@ struct fit_server {
     uint64_t next_session_id;
     size_t inflight; /* requests waiting for Redis */
     size_t sessions;
+    fit_session *all_sessions;
+    int closing_sessions;
     fit_user_devices *users;
 };
 

@@ -9,6 +9,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+/*
+ * The close opcode of lws_write. lws 4.1 keeps it out of its public enum
+ * ("handled by lws_close_reason", lws-write.h) but still writes it (ops-ws.c,
+ * rops_write_role_protocol_ws); see fit_session_writeable for why we need it.
+ */
+#define FIT_LWS_WRITE_CLOSE ((enum lws_write_protocol)4)
+
 fit_session *fit_session_new(fit_server *srv, struct lws *wsi)
 {
     fit_session *s = calloc(1, sizeof(*s));
@@ -19,6 +26,10 @@ fit_session *fit_session_new(fit_server *srv, struct lws *wsi)
     s->refs = 1;
     s->id = ++srv->next_session_id;
     srv->sessions++;
+    s->all_next = srv->all_sessions;
+    if (srv->all_sessions)
+        srv->all_sessions->all_prev = s;
+    srv->all_sessions = s;
     return s;
 }
 
@@ -103,6 +114,13 @@ void fit_session_closed(fit_session *s)
     s->authed = 0;
     s->wsi = NULL;
     s->srv->sessions--;
+    if (s->all_prev)
+        s->all_prev->all_next = s->all_next;
+    else
+        s->srv->all_sessions = s->all_next;
+    if (s->all_next)
+        s->all_next->all_prev = s->all_prev;
+    s->all_next = s->all_prev = NULL;
     drop_queue(s);
     fit_session_unref(s);
 }
@@ -160,25 +178,37 @@ void fit_session_close_after_flush(fit_session *s, int code, const char *reason)
 int fit_session_writeable(fit_session *s)
 {
     fit_outmsg *m = s->qhead;
-    if (m) {
-        int n = lws_write(s->wsi, m->buf + LWS_PRE, m->len, LWS_WRITE_TEXT);
-        if (n < (int)m->len)
-            return -1;
-        s->qhead = m->next;
-        if (!s->qhead)
-            s->qtail = NULL;
-        s->qbytes -= m->len;
-        free(m);
-    }
-    if (s->qhead) {
-        lws_callback_on_writable(s->wsi);
+    if (!m) {
+        /*
+         * lws 4.1 treats -1 from a WRITEABLE callback as a failed write and
+         * drops the socket without the close frame lws_close_reason prepared
+         * (the peer sees 1006; lws issue #1159). So the close frame is
+         * written here like any frame, in a callback of its own; the peer
+         * answers it and lws closes the connection, or the timeout does.
+         */
+        if (s->close_after_flush && !s->close_sent) {
+            unsigned char buf[LWS_PRE + 2 + sizeof(s->close_reason)];
+            size_t n = strlen(s->close_reason);
+            buf[LWS_PRE] = (unsigned char)(s->close_code >> 8);
+            buf[LWS_PRE + 1] = (unsigned char)(s->close_code & 0xff);
+            memcpy(buf + LWS_PRE + 2, s->close_reason, n);
+            s->close_sent = 1;
+            if (lws_write(s->wsi, buf + LWS_PRE, 2 + n, FIT_LWS_WRITE_CLOSE) < 0)
+                return -1;
+            lws_set_timeout(s->wsi, PENDING_TIMEOUT_CLOSE_ACK, 3);
+        }
         return 0;
     }
-    if (s->close_after_flush) {
-        lws_close_reason(s->wsi, (enum lws_close_status)s->close_code,
-                         (unsigned char *)s->close_reason, strlen(s->close_reason));
+    int n = lws_write(s->wsi, m->buf + LWS_PRE, m->len, LWS_WRITE_TEXT);
+    if (n < (int)m->len)
         return -1;
-    }
+    s->qhead = m->next;
+    if (!s->qhead)
+        s->qtail = NULL;
+    s->qbytes -= m->len;
+    free(m);
+    if (s->qhead || s->close_after_flush)
+        lws_callback_on_writable(s->wsi);
     return 0;
 }
 

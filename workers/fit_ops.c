@@ -14,7 +14,9 @@
 
 void fit_user_key(char *buf, unsigned shards, const char *user, const char *suffix)
 {
-    snprintf(buf, FIT_KEY_MAX, "fit:{s%u}:u:%s:%s", fit_shard_of(user, shards), user, suffix);
+    /* "/" ends the user id: ids may hold ':' (e.g. "google:123") but never '/', so no
+     * user's keys can be spelled as another user's. */
+    snprintf(buf, FIT_KEY_MAX, "fit:{s%u}:u:%s/%s", fit_shard_of(user, shards), user, suffix);
 }
 
 /* ---- building calls ---- */

@@ -5,7 +5,7 @@
  * (DESIGN.md decisions 2 and 3), so a success reply means Redis has applied
  * all of it: the item, the day and week aggregates, the indexes and the
  * change log. Every call names the user's change log key
- * "fit:{s<N>}:u:<user>:log" (N = fit_shard_of(user, shards)); the Functions
+ * "fit:{s<N>}:u:<user>/log" (N = fit_shard_of(user, shards)); the Functions
  * derive the user's other keys from it.
  *
  * Every function returns 0 and later calls its callback exactly once, or
@@ -33,7 +33,7 @@ typedef struct {
     const fit_who_targets *who;
 } fit_ops;
 
-/* Writes "fit:{s<N>}:u:<user>:<suffix>" into buf (FIT_KEY_MAX). */
+/* Writes "fit:{s<N>}:u:<user>/<suffix>" into buf (FIT_KEY_MAX). */
 void fit_user_key(char *buf, unsigned shards, const char *user, const char *suffix);
 
 /*

@@ -13,7 +13,6 @@
 #include "fit_store.h"
 #include "fit_error.h"
 
-#include <hiredis/adapters/libuv.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +30,96 @@ struct fit_store_req {
 };
 
 static void start_connect(fit_store *s);
+
+/*
+ * The libuv event glue for hiredis. hiredis ships one (adapters/libuv.h), but
+ * the 0.14 version drops poll errors: when the Redis socket fails, libuv
+ * reports UV_EBADF once and stops polling, the adapter returns, and hiredis
+ * never learns the connection is gone, so commands in flight wait for the
+ * command timeout. This one hands the error to hiredis (a read that fails),
+ * which disconnects at once and fails what is pending.
+ */
+typedef struct {
+    redisAsyncContext *ac; /* NULL once hiredis has cleaned up */
+    uv_poll_t poll;
+    int events;
+} uv_glue;
+
+static void glue_poll_cb(uv_poll_t *h, int status, int events)
+{
+    uv_glue *g = h->data;
+    if (!g->ac)
+        return;
+    if (status < 0) {
+        redisAsyncHandleRead(g->ac);
+        return;
+    }
+    if (events & UV_READABLE)
+        redisAsyncHandleRead(g->ac);
+    if (g->ac && (events & UV_WRITABLE))
+        redisAsyncHandleWrite(g->ac);
+}
+
+static void glue_update(uv_glue *g, int add, int flag)
+{
+    g->events = add ? g->events | flag : g->events & ~flag;
+    if (g->events)
+        uv_poll_start(&g->poll, g->events, glue_poll_cb);
+    else
+        uv_poll_stop(&g->poll);
+}
+
+static void glue_add_read(void *p)
+{
+    glue_update(p, 1, UV_READABLE);
+}
+
+static void glue_del_read(void *p)
+{
+    glue_update(p, 0, UV_READABLE);
+}
+
+static void glue_add_write(void *p)
+{
+    glue_update(p, 1, UV_WRITABLE);
+}
+
+static void glue_del_write(void *p)
+{
+    glue_update(p, 0, UV_WRITABLE);
+}
+
+static void glue_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+static void glue_cleanup(void *p)
+{
+    uv_glue *g = p;
+    g->ac = NULL;
+    uv_close((uv_handle_t *)&g->poll, glue_closed);
+}
+
+static int glue_attach(redisAsyncContext *ac, uv_loop_t *loop)
+{
+    uv_glue *g = calloc(1, sizeof(*g));
+    if (!g)
+        return REDIS_ERR;
+    if (uv_poll_init(loop, &g->poll, ac->c.fd) != 0) {
+        free(g);
+        return REDIS_ERR;
+    }
+    g->ac = ac;
+    g->poll.data = g;
+    ac->ev.data = g;
+    ac->ev.addRead = glue_add_read;
+    ac->ev.delRead = glue_del_read;
+    ac->ev.addWrite = glue_add_write;
+    ac->ev.delWrite = glue_del_write;
+    ac->ev.cleanup = glue_cleanup;
+    return REDIS_OK;
+}
 
 static void set_state(fit_store *s, fit_store_state st)
 {
@@ -190,7 +279,7 @@ static void start_connect(fit_store *s)
         return;
     }
     ac->data = s;
-    if (redisLibuvAttach(ac, s->loop) != REDIS_OK) {
+    if (glue_attach(ac, s->loop) != REDIS_OK) {
         redisAsyncFree(ac);
         set_state(s, FIT_STORE_DISCONNECTED);
         return;

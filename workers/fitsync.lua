@@ -7,7 +7,8 @@ and loads it with FUNCTION LOAD REPLACE on every (re)connect.
 
 Every call names one key, the user's change log, and derives the user's other
 keys from it: they share its prefix and so its shard tag {sN} and its cluster
-slot (DESIGN.md decision 3). With P = "fit:{sN}:u:<user>:":
+slot (DESIGN.md decision 3). With P = "fit:{sN}:u:<user>/" (user ids may hold
+':' but never '/', so one user's keys can never be spelled as another's):
 
   P.."log"          stream  the change log: one entry per upsert or delete
   P.."a:"<cid>      hash    a session: doc (as sent), rev, days (JSON

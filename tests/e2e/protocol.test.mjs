@@ -240,7 +240,11 @@ describe('fitsync.v1', () => {
       assert.ok([before, after_].includes(w.week), `week ${w.week}, expected ${before}`);
       assert.match(w.server_time, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{3})?Z$/);
       assert.ok(Math.abs(Date.parse(w.server_time) - Date.now()) < 5000);
-      assert.deepEqual(w.limits, { max_batch: 500, max_message_bytes: 1048576, max_age_weeks: 8, future_tolerance_s: 600 });
+      assert.deepEqual(w.limits, {
+        max_batch: 500, max_message_bytes: 1048576, max_age_weeks: 8, future_tolerance_s: 600,
+        messages_per_s: 20, burst: 60, sync_window_days: 56,
+      });
+      assert.equal(w.cursor, '0-0', 'a new user has an empty change log');
       await c.closeAndWait();
     });
 
@@ -334,8 +338,8 @@ describe('fitsync.v1', () => {
       const r = await upload(c, [run.item, walk.item]);
       assert.equal(r.type, 'activity.upload');
       assert.deepEqual(r.results, [
-        { index: 0, client_id: 'run-1', intensity: 'vigorous', status: 'created', weeks: [week] },
-        { index: 1, client_id: 'walk-1', intensity: 'moderate', status: 'created', weeks: [week] },
+        { index: 0, client_id: 'run-1', intensity: 'vigorous', status: 'created', rev: 1, weeks: [week] },
+        { index: 1, client_id: 'walk-1', intensity: 'moderate', status: 'created', rev: 1, weeks: [week] },
       ]);
       assert.equal(r.accepted, 2);
       assert.equal(r.rejected, 0);
