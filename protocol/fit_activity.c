@@ -379,8 +379,8 @@ void fit_summary_clear(fit_summary *s)
     s->doc = NULL;
 }
 
-static const char *const profile_fields[] = {"birth_year", "district", "gender", "pregnant",
-                                             "display_name", NULL};
+static const char *const profile_fields[] = {"birth_year",   "district", "gender", "pregnant",
+                                             "display_name", "team",     "boards", NULL};
 
 static int is_slug(const char *s, size_t max)
 {
@@ -460,6 +460,21 @@ int fit_profile_parse(const json_t *obj, int current_year, fit_profile *out, fit
                 return fit_field_error_set(err, FIT_EINVALID_VALUE, "display_name",
                                            "display_name must not contain control characters");
         snprintf(out->display_name, sizeof(out->display_name), "%s", s ? s : "");
+    }
+    if ((v = json_object_get(obj, "team"))) {
+        out->has_team = 1;
+        if ((rc = get_string(obj, "team", 0, &s, err)))
+            return rc;
+        if (s && !is_slug(s, 40))
+            return fit_field_error_set(err, FIT_EINVALID_VALUE, "team",
+                                       "team must be a slug of [a-z0-9-], up to 40");
+        snprintf(out->team, sizeof(out->team), "%s", s ? s : "");
+    }
+    if ((v = json_object_get(obj, "boards"))) {
+        out->has_boards = 1;
+        out->boards = 1;
+        if (!json_is_null(v) && (rc = get_bool(obj, "boards", &out->boards, err)))
+            return rc;
     }
     return 0;
 }

@@ -75,12 +75,15 @@ typedef struct {
 
 /* Profile fields; has_* says which were present in a profile.set. */
 typedef struct {
-    int has_birth_year, has_district, has_gender, has_pregnant, has_display_name;
+    int has_birth_year, has_district, has_gender, has_pregnant, has_display_name, has_team,
+        has_boards;
     int birth_year; /* 0 = cleared */
     char district[41];
     char gender[16];
     int pregnant;
     char display_name[161]; /* up to 40 characters of UTF-8 (4 bytes each at most) */
+    char team[41];          /* a slug, "" = cleared */
+    int boards;             /* 0 = the member leaves every leaderboard (still counted) */
 } fit_profile;
 
 /*
@@ -108,7 +111,9 @@ void fit_summary_clear(fit_summary *s);
 /*
  * Validates the "profile" object of profile.set: birth_year (1900..this year,
  * or null to clear), district (slug [a-z0-9-], up to 40), gender (female,
- * male, other, undisclosed), pregnant (bool), display_name (1..40 characters).
+ * male, other, undisclosed), pregnant (bool), display_name (1..40 characters),
+ * team (slug), boards (bool: false leaves the leaderboards). Whether the district
+ * exists is the caller's check (fit_board.h tables).
  * current_year bounds birth_year. Returns 0 or a negative code with *err.
  */
 int fit_profile_parse(const json_t *obj, int current_year, fit_profile *out, fit_field_error *err);

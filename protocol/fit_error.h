@@ -39,7 +39,9 @@
     X(NOT_FOUND, "not_found", 0, "no such item")                                                   \
     X(RESYNC_REQUIRED, "resync_required", 0,                                                       \
       "cursor is older than the change log window; call sync.snapshot")                            \
-    X(RATE_LIMITED, "rate_limited", 1, "too many messages; retry after retry_after_ms")
+    X(RATE_LIMITED, "rate_limited", 1, "too many messages; retry after retry_after_ms")         \
+    X(TOO_MANY_SUBSCRIPTIONS, "too_many_subscriptions", 0,                                         \
+      "this connection holds the most leaderboard subscriptions allowed")
 
 typedef enum {
     FIT_OK = 0,

@@ -57,6 +57,11 @@ static const key_spec schema[] = {
     INT_KEY("rate.messages_per_s", rate_messages_per_s, 1, 1000000, "20"),
     INT_KEY("rate.burst", rate_burst, 1, 1000000, "60"),
     STR_KEY("timezone", timezone, "+08:00"),
+    STR_KEY("districts", districts_file, "districts.json"),
+    STR_KEY("age_bands", age_bands_file, "age_bands.json"),
+    INT_KEY("boards.tick_ms", boards_tick_ms, 10, 60000, "250"),
+    INT_KEY("boards.keep_weeks", boards_keep_weeks, 1, 520, "12"),
+    INT_KEY("boards.max_subscriptions", boards_max_subscriptions, 1, 1000, "16"),
     STR_KEY("who_targets", who_targets, "who.json"),
     STR_KEY("met_table", met_table, "met.json"),
     STR_KEY("log_level", log_level, "notice"),
@@ -297,12 +302,27 @@ int fit_config_load(fit_config *cfg, int argc, char **argv, char *err, size_t er
         return rc;
     rc = fit_met_table_load(&cfg->met, doc, err, errlen);
     json_decref(doc);
+    if (rc)
+        return rc;
+    json_t *bands;
+    fit_config_path(cfg, cfg->districts_file, path);
+    if ((rc = load_json_file(path, &doc, err, errlen)))
+        return rc;
+    fit_config_path(cfg, cfg->age_bands_file, path);
+    if ((rc = load_json_file(path, &bands, err, errlen))) {
+        json_decref(doc);
+        return rc;
+    }
+    rc = fit_board_tables_load(&cfg->boards, doc, bands, err, errlen);
+    json_decref(doc);
+    json_decref(bands);
     return rc;
 }
 
 void fit_config_free(fit_config *cfg)
 {
     fit_met_table_free(&cfg->met);
+    fit_board_tables_free(&cfg->boards);
 }
 
 int fit_mkdirs(const char *path)

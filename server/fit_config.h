@@ -15,6 +15,7 @@
 #ifndef FIT_CONFIG_H
 #define FIT_CONFIG_H
 
+#include "fit_board.h"
 #include "fit_met.h"
 #include "fit_who.h"
 
@@ -45,6 +46,11 @@ typedef struct {
     int rate_burst;          /* token bucket size */
     char timezone[8];    /* the programme's UTC offset, "+08:00" */
     int timezone_offset_min;
+    char districts_file[FIT_PATH_MAX];
+    char age_bands_file[FIT_PATH_MAX];
+    int boards_tick_ms;           /* how often dirty boards are read and pushed */
+    int boards_keep_weeks;        /* weeks whose boards are kept (older ones expire) */
+    int boards_max_subscriptions; /* per connection */
     char who_targets[FIT_PATH_MAX];
     char met_table[FIT_PATH_MAX];
     char log_level[16];
@@ -52,6 +58,7 @@ typedef struct {
     /* Loaded reference tables (owned). */
     fit_who_targets who;
     fit_met_table met;
+    fit_board_tables boards;
 } fit_config;
 
 /*

@@ -330,6 +330,12 @@ static void handle_profile_set(fit_session *s, fit_request *req)
         fit_session_send_error(s, req->id, fe.code, field, fe.message);
         return;
     }
+    if (prof.has_district && prof.district[0] &&
+        !fit_district_find(&s->srv->cfg->boards, prof.district)) {
+        fit_session_send_error(s, req->id, FIT_EINVALID_VALUE, "profile.district",
+                               "unknown district (see config/districts.json)");
+        return;
+    }
     fit_pending *p = fit_pending_new(s, req);
     if (p && fit_ops_profile_set(&s->srv->ops, p->user, p->device, &prof, profile_reply, p) != 0) {
         fit_reply_unavailable(s, req->id);
@@ -344,7 +350,7 @@ typedef void handler_fn(fit_session *s, fit_request *req);
 
 typedef struct {
     const char *type;
-    int needs_member; /* 1: member operations (after hello, role member) */
+    int needs_member; /* 1: member operations (after hello, role member); 2: any signed-in role */
     handler_fn *fn;
     const char *fields[6]; /* allowed fields besides "type" and "id"; "*" = any (checked later) */
 } handler_spec;
@@ -363,6 +369,10 @@ static const handler_spec handlers[] = {
     {"sync.snapshot", 1, fit_h_sync_snapshot, {NULL}},
     {"account.export", 1, fit_h_account_export, {NULL}},
     {"account.delete", 1, fit_h_account_delete, {"confirm", NULL}},
+    {"leaderboard.get", 2, fit_h_leaderboard_get, {"board", "offset", "limit", NULL}},
+    {"leaderboard.subscribe", 2, fit_h_leaderboard_subscribe, {"board", "limit", NULL}},
+    {"leaderboard.unsubscribe", 2, fit_h_leaderboard_unsubscribe, {"board", NULL}},
+    {"rank.get", 1, fit_h_rank_get, {"board", NULL}},
 };
 
 static int check_fields(fit_session *s, fit_request *req, const handler_spec *h)
@@ -443,7 +453,7 @@ void fit_handle_message(fit_session *s, const char *buf, size_t len)
                                "server is shutting down; nothing was changed, retry later");
     } else if (h->needs_member && !s->authed) {
         fit_session_send_error(s, req.id, FIT_EUNAUTHENTICATED, "", NULL);
-    } else if (h->needs_member && s->claims.role != FIT_ROLE_MEMBER) {
+    } else if (h->needs_member == 1 && s->claims.role != FIT_ROLE_MEMBER) {
         fit_session_send_error(s, req.id, FIT_EFORBIDDEN, "",
                                "only member tokens may use member messages");
     } else if (check_fields(s, &req, h) == 0) {

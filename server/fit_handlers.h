@@ -68,5 +68,9 @@ void fit_h_sync_pull(fit_session *s, fit_request *req);
 void fit_h_sync_snapshot(fit_session *s, fit_request *req);
 void fit_h_account_export(fit_session *s, fit_request *req);
 void fit_h_account_delete(fit_session *s, fit_request *req);
+void fit_h_leaderboard_get(fit_session *s, fit_request *req);
+void fit_h_leaderboard_subscribe(fit_session *s, fit_request *req);
+void fit_h_leaderboard_unsubscribe(fit_session *s, fit_request *req);
+void fit_h_rank_get(fit_session *s, fit_request *req);
 
 #endif

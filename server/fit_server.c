@@ -151,6 +151,12 @@ static void store_state(fit_store *store, fit_store_state st, void *data)
     }
 }
 
+/* The hub's pushes go out through the subscriber's own bounded, coalescing queue. */
+static void deliver_push(void *subscriber, const char *board, const json_t *msg, void *data)
+{
+    fit_session_send_keyed(subscriber, msg, board);
+}
+
 static void on_signal(uv_signal_t *h, int signum)
 {
     fit_server *srv = h->data;
@@ -167,6 +173,9 @@ static void finish_stop(fit_server *srv)
 {
     if (srv->ctx)
         lws_context_destroy(srv->ctx); /* first stage; handles close as the loop runs */
+    if (srv->have_hub)
+        fit_board_hub_close(&srv->hub, NULL);
+    srv->have_hub = 0;
     if (srv->store.loop)
         fit_store_close(&srv->store, NULL);
     if (srv->have_child)
@@ -270,6 +279,15 @@ int fit_server_start(fit_server *srv, uv_loop_t *loop, fit_config *cfg)
     srv->ops.shards = (unsigned)cfg->shards;
     srv->ops.window_ms = (int64_t)cfg->sync_window_days * 86400000LL;
     srv->ops.who = &cfg->who;
+    srv->ops.board_keep_weeks = cfg->boards_keep_weeks;
+    srv->ops.tz_offset_min = cfg->timezone_offset_min;
+    fit_age_bands_spec(&cfg->boards, srv->ops.age_bands, sizeof(srv->ops.age_bands));
+    if (fit_board_hub_init(&srv->hub, loop, &srv->ops, &so, (uint32_t)cfg->boards_tick_ms,
+                           deliver_push, srv) != 0) {
+        fprintf(stderr, "fitsyncd: cannot start the leaderboard hub\n");
+        return FIT_EINVALID_VALUE;
+    }
+    srv->have_hub = 1;
     srv->store.on_state = store_state;
     srv->store.on_state_data = srv;
 

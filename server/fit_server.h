@@ -14,6 +14,7 @@
 
 #include "fit_activity.h"
 #include "fit_config.h"
+#include "fit_board_hub.h"
 #include "fit_message.h"
 #include "fit_ops.h"
 #include "fit_redis_child.h"
@@ -33,6 +34,7 @@ typedef struct fit_server fit_server;
 typedef struct fit_outmsg {
     struct fit_outmsg *next;
     size_t len;
+    char key[FIT_BOARD_NAME_MAX]; /* pushes of one board replace each other; "" = never */
     unsigned char buf[];
 } fit_outmsg;
 
@@ -51,6 +53,7 @@ struct fit_session {
     /* Bounded send queue; only LWS_CALLBACK_SERVER_WRITEABLE writes. */
     fit_outmsg *qhead, *qtail;
     size_t qbytes;
+    int nsubs;          /* leaderboard subscriptions */
     double rate_tokens; /* token bucket (config rate.*) */
     uint64_t rate_last_ms;
     int rate_started;
@@ -76,6 +79,8 @@ struct fit_server {
     struct lws_context *ctx;
     fit_store store;
     fit_ops ops; /* store + shards + change-log window + WHO targets, for workers/ calls */
+    fit_board_hub hub;
+    int have_hub;
     fit_redis_child child;
     int have_child;
     char redis_address[512];
@@ -117,6 +122,12 @@ void fit_session_closed(fit_session *s);
  * exceed max_queue_bytes is closed with 1008 "send queue full". No-op once closed.
  */
 void fit_session_send(fit_session *s, const json_t *msg);
+/*
+ * Like fit_session_send, for pushes that supersede each other: a message with
+ * the same key still waiting in the queue is replaced in place (newest state
+ * wins, DESIGN.md decision 6).
+ */
+void fit_session_send_keyed(fit_session *s, const json_t *msg, const char *key);
 /* Sends an error reply. */
 void fit_session_send_error(fit_session *s, const char *re, int code, const char *field,
                             const char *message);

@@ -110,6 +110,9 @@ void fit_server_each_device(fit_server *srv, const char *user, void (*fn)(fit_se
 
 void fit_session_closed(fit_session *s)
 {
+    if (s->nsubs && s->srv->have_hub)
+        fit_board_hub_unsubscribe_all(&s->srv->hub, s);
+    s->nsubs = 0;
     detach_user(s);
     s->authed = 0;
     s->wsi = NULL;
@@ -125,7 +128,7 @@ void fit_session_closed(fit_session *s)
     fit_session_unref(s);
 }
 
-void fit_session_send(fit_session *s, const json_t *msg)
+void fit_session_send_keyed(fit_session *s, const json_t *msg, const char *key)
 {
     if (!s->wsi || s->close_after_flush)
         return;
@@ -133,7 +136,16 @@ void fit_session_send(fit_session *s, const json_t *msg)
     if (!text)
         return;
     size_t len = strlen(text);
-    if (s->qbytes + len > (size_t)s->srv->cfg->max_queue_bytes) {
+    fit_outmsg *old = NULL, *prev = NULL;
+    if (key && *key)
+        for (fit_outmsg *m = s->qhead, *p = NULL; m && !old; p = m, m = m->next)
+            if (strcmp(m->key, key) == 0) {
+                old = m;
+                prev = p;
+            }
+    size_t after = s->qbytes + len - (old ? old->len : 0);
+    if (after > (size_t)s->srv->cfg->max_queue_bytes) {
+        /* A client that does not read is cut off; the others are not held up by it. */
         free(text);
         drop_queue(s);
         fit_session_close_after_flush(s, LWS_CLOSE_STATUS_POLICY_VIOLATION, "send queue full");
@@ -146,15 +158,33 @@ void fit_session_send(fit_session *s, const json_t *msg)
     }
     m->next = NULL;
     m->len = len;
+    snprintf(m->key, sizeof(m->key), "%s", key ? key : "");
     memcpy(m->buf + LWS_PRE, text, len);
     free(text);
-    if (s->qtail)
+    if (old) {
+        /* Replace in place: the queue keeps its order, the stale push is gone. */
+        m->next = old->next;
+        if (prev)
+            prev->next = m;
+        else
+            s->qhead = m;
+        if (s->qtail == old)
+            s->qtail = m;
+        s->qbytes -= old->len;
+        free(old);
+    } else if (s->qtail) {
         s->qtail->next = m;
-    else
-        s->qhead = m;
-    s->qtail = m;
+        s->qtail = m;
+    } else {
+        s->qhead = s->qtail = m;
+    }
     s->qbytes += len;
     lws_callback_on_writable(s->wsi);
+}
+
+void fit_session_send(fit_session *s, const json_t *msg)
+{
+    fit_session_send_keyed(s, msg, NULL);
 }
 
 void fit_session_send_error(fit_session *s, const char *re, int code, const char *field,

@@ -38,7 +38,7 @@ static void arg(args_t *a, const char *s)
 static void argf(args_t *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void argf(args_t *a, const char *fmt, ...)
 {
-    char buf[192];
+    char buf[512];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(buf, sizeof(buf), fmt, ap);
@@ -55,7 +55,31 @@ static void args_free(args_t *a)
         free(a->owned[i]);
 }
 
-/* Starts "FCALL fn 1 <log key> [device window]". */
+static int64_t wall_ms(void)
+{
+    uv_timeval64_t tv;
+    uv_gettimeofday(&tv);
+    return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+}
+
+void fit_ops_current_week(const fit_ops *ops, int64_t now_ms, char *week)
+{
+    fit_date_week_name(fit_local_date(now_ms, ops->tz_offset_min), week);
+}
+
+/* The context every mutation gets (fitsync.lua, "Mutations take..."). */
+static void args_ctx(args_t *a, const fit_ops *ops)
+{
+    char mw[FIT_WEEK_LEN];
+    int64_t now = wall_ms();
+    fit_ops_current_week(ops, now - (int64_t)ops->board_keep_weeks * 7 * FIT_MS_PER_DAY, mw);
+    /* Boards live while their week is kept, plus a week of grace. */
+    long long ttl = ((long long)ops->board_keep_weeks + 2) * 7 * FIT_MS_PER_DAY;
+    argf(a, "{\"w\":%lld,\"b\":\"%s\",\"t\":%lld,\"mw\":\"%s\"}", (long long)ops->window_ms,
+         ops->age_bands, ttl, mw);
+}
+
+/* Starts "FCALL fn 1 <log key> [device ctx]". */
 static void args_start(args_t *a, const fit_ops *ops, const char *fn, int read_only,
                        const char *user, const char *device)
 {
@@ -68,7 +92,7 @@ static void args_start(args_t *a, const fit_ops *ops, const char *fn, int read_o
     argf(a, "%s", key);
     if (device) {
         arg(a, device);
-        argf(a, "%lld", (long long)ops->window_ms);
+        args_ctx(a, ops);
     }
 }
 
@@ -331,19 +355,25 @@ int fit_ops_activity_get(const fit_ops *ops, const char *user, const char *clien
     return send_call(ops, &args, item_done, c);
 }
 
+/* A profile field as stored (a Redis string) to its JSON value. New reference. */
+static json_t *profile_value(const char *k, const char *v)
+{
+    if (strcmp(k, "birth_year") == 0)
+        return json_integer(atoi(v));
+    if (strcmp(k, "pregnant") == 0)
+        return json_boolean(strcmp(v, "1") == 0);
+    if (strcmp(k, "boards") == 0)
+        return json_boolean(strcmp(v, "0") != 0);
+    return json_string(v);
+}
+
 json_t *fit_profile_json(const redisReply *r)
 {
     json_t *o = json_object();
     for (size_t i = 0; r && r->type == REDIS_REPLY_ARRAY && i + 1 < r->elements; i += 2) {
         const char *k = r->element[i]->str, *v = r->element[i + 1]->str;
-        if (!k || !v)
-            continue;
-        if (strcmp(k, "birth_year") == 0)
-            json_object_set_new(o, k, json_integer(atoi(v)));
-        else if (strcmp(k, "pregnant") == 0)
-            json_object_set_new(o, k, json_boolean(strcmp(v, "1") == 0));
-        else
-            json_object_set_new(o, k, json_string(v));
+        if (k && v)
+            json_object_set_new(o, k, profile_value(k, v));
     }
     return o;
 }
@@ -392,6 +422,14 @@ int fit_ops_profile_set(const fit_ops *ops, const char *user, const char *device
     if (p->has_display_name) {
         arg(&args, "display_name");
         arg(&args, p->display_name);
+    }
+    if (p->has_team) {
+        arg(&args, "team");
+        arg(&args, p->team);
+    }
+    if (p->has_boards) {
+        arg(&args, "boards");
+        arg(&args, p->boards ? "" : "0");
     }
     return send_call(ops, &args, profile_done, c);
 }
@@ -515,13 +553,8 @@ static json_t *change_from_entry(const redisReply *e)
             json_t *v;
             json_object_foreach(item, k, v)
             {
-                const char *sv = json_string_value(v);
-                if (strcmp(k, "birth_year") == 0 && sv)
-                    json_object_set_new(typed, k, json_integer(atoi(sv)));
-                else if (strcmp(k, "pregnant") == 0 && sv)
-                    json_object_set_new(typed, k, json_boolean(strcmp(sv, "1") == 0));
-                else
-                    json_object_set(typed, k, v);
+                if (json_is_string(v))
+                    json_object_set_new(typed, k, profile_value(k, json_string_value(v)));
             }
             json_decref(item);
             item = typed;
@@ -657,5 +690,6 @@ int fit_ops_account_delete(const fit_ops *ops, const char *user, fit_count_cb *c
         return FIT_ENOMEM;
     args_t args;
     args_start(&args, ops, "fit_account_delete", 0, user, NULL);
+    args_ctx(&args, ops);
     return send_call(ops, &args, count_done, c);
 }

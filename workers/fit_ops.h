@@ -31,7 +31,13 @@ typedef struct {
     unsigned shards;
     int64_t window_ms; /* how long the change log keeps entries (config sync.window_days) */
     const fit_who_targets *who;
+    char age_bands[256];  /* fit_age_bands_spec() of the configured bands */
+    int board_keep_weeks; /* boards of older weeks are no longer written and expire */
+    int tz_offset_min;    /* the programme's time zone: which week is current */
 } fit_ops;
+
+/* The current ISO week in the programme's time zone, at now_ms (UTC ms). */
+void fit_ops_current_week(const fit_ops *ops, int64_t now_ms, char *week);
 
 /* Writes "fit:{s<N>}:u:<user>/<suffix>" into buf (FIT_KEY_MAX). */
 void fit_user_key(char *buf, unsigned shards, const char *user, const char *suffix);

@@ -211,6 +211,23 @@ static void load_functions(fit_store *s)
         free(r);
 }
 
+/* Pub/sub mode: the subscription's confirmation, then every message, then NULL on close. */
+static void subscribe_cb(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    fit_store *s = privdata;
+    redisReply *r = reply;
+    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements < 3 || !r->element[0]->str)
+        return;
+    const char *kind = r->element[0]->str;
+    if (strcmp(kind, "subscribe") == 0 && s->state == FIT_STORE_LOADING) {
+        s->backoff_ms = 0;
+        s->last_error[0] = '\0';
+        set_state(s, FIT_STORE_READY);
+    } else if (strcmp(kind, "message") == 0 && r->element[2]->str && s->opt.on_message) {
+        s->opt.on_message(s, r->element[2]->str, r->element[2]->len, s->opt.on_message_data);
+    }
+}
+
 static void connect_cb(const redisAsyncContext *ac, int status)
 {
     fit_store *s = ac->data;
@@ -221,6 +238,11 @@ static void connect_cb(const redisAsyncContext *ac, int status)
         s->ac = NULL;
         if (s->state != FIT_STORE_CLOSED)
             set_state(s, FIT_STORE_DISCONNECTED);
+        return;
+    }
+    if (s->opt.subscribe) {
+        set_state(s, FIT_STORE_LOADING);
+        redisAsyncCommand(s->ac, subscribe_cb, s, "SUBSCRIBE %s", s->opt.subscribe);
         return;
     }
     load_functions(s);
@@ -300,6 +322,11 @@ static void tick(uv_timer_t *t)
             drop(s, "connect timed out");
         break;
     case FIT_STORE_LOADING:
+        if (s->opt.subscribe && now - s->state_since_ms > s->opt.command_timeout_ms) {
+            drop(s, "SUBSCRIBE not confirmed in time");
+            break;
+        }
+        /* fall through */
     case FIT_STORE_READY:
         if (s->head && now - s->head->sent_ms > s->opt.command_timeout_ms)
             drop(s, "Redis command timed out");
@@ -348,7 +375,7 @@ int fit_store_ready(const fit_store *s)
 int fit_store_command(fit_store *s, fit_store_cb *cb, void *data, int argc, const char **argv,
                       const size_t *argvlen)
 {
-    if (s->state != FIT_STORE_READY || !s->ac)
+    if (s->state != FIT_STORE_READY || !s->ac || s->opt.subscribe)
         return FIT_EUNAVAILABLE;
     fit_store_req *r = calloc(1, sizeof(*r));
     if (!r)

@@ -11,6 +11,11 @@
  * string, and the store reconnects. The Functions library is loaded on every
  * (re)connect, so a Redis that restarted empty is usable again at once.
  *
+ * A store made with opt.subscribe set is a pub/sub connection instead: it
+ * loads nothing, SUBSCRIBEs to that channel on every (re)connect (so it
+ * resubscribes by itself after a Redis restart), is READY once Redis has
+ * confirmed, and hands each message to opt.on_message. It takes no commands.
+ *
  * Callbacks: fit_store_cb(reply, errstr, data). Exactly one of reply and
  * errstr is non-NULL. reply is borrowed (hiredis frees it after the callback).
  * An error reply from Redis (REDIS_REPLY_ERROR) is passed as reply.
@@ -36,8 +41,14 @@ typedef void fit_store_cb(redisReply *reply, const char *errstr, void *data);
 
 typedef struct fit_store_req fit_store_req;
 
+struct fit_store;
+
 typedef struct {
     char address[256];          /* "redis://host:port", "host:port" or a Unix socket path */
+    const char *subscribe;      /* pub/sub mode: the channel (static string), else NULL */
+    /* pub/sub mode: one published message (payload borrowed for the call). */
+    void (*on_message)(struct fit_store *store, const char *payload, size_t len, void *data);
+    void *on_message_data;
     uint32_t connect_timeout_ms; /* default 2000 */
     uint32_t command_timeout_ms; /* default 5000 */
     uint32_t reconnect_max_ms;   /* backoff ceiling, default 5000 */

@@ -21,6 +21,23 @@ slot (DESIGN.md decision 3). With P = "fit:{sN}:u:<user>/" (user ids may hold
   P.."sums"         zset    "<date>|<source>" -> local midnight (UTC ms)
   P.."days", P.."wks"  sets  every date and ISO week the user has data in
 
+Leaderboards (one shard's part of each board; reads merge the shards):
+
+  fit:{sN}:lb:<week>:<scope>  zset  user -> equivalent minutes x 2^36 + (2^36 - 1 - t),
+                                    t = milliseconds from the week's start (less 2^30) to
+                                    when the score was reached, so equal scores rank who
+                                    reached them first; exact in a double below 65,536 min
+  fit:{sN}:lbnames            hash  user -> display name
+
+Scopes: all, district:<slug>, age:<band>, team:<slug>. A member's entries
+change in the same call as the week they score, and every changed board is
+announced on the pub/sub channel "fit:lb" (one board name per line, like
+"week:2026-W10:district:wan-chai") so that every fitsyncd pushes it.
+
+Mutations take ARGV[1] = the device id and ARGV[2] = a context object
+{w: change log window ms, b: age bands "id:min:max,...", t: board TTL ms,
+mw: the oldest week whose boards are kept}.
+
 A segment is [start_ms, end_ms, level, strength, balance, steps, distance_m]
 with times in UTC milliseconds and level 1 light, 2 moderate, 3 vigorous.
 A day's totals are {mo, vi, li (minutes), st (steps), di (metres), sg, ba}.
@@ -124,6 +141,126 @@ local function log_change(P, window_ms, kind, op, id, rev, doc, device)
     return redis.call('XADD', P .. 'log', 'MINID', minid, '*', unpack(fields))
 end
 
+-- ---- leaderboards ----
+
+local TIE = 68719476736 -- 2^36: room for the tie-break clock (about 795 days in ms)
+local TIE_OFFSET = 1073741824 -- 2^30 ms (12 days): a write slightly early stays positive
+
+-- Days since 1970-01-01 of a civil date (H. Hinnant's days_from_civil, as protocol/fit_time.c).
+local function days_from_civil(y, m, d)
+    if m <= 2 then y = y - 1 end
+    local era = math.floor(y / 400)
+    local yoe = y - era * 400
+    local doy = math.floor((153 * ((m + 9) % 12) + 2) / 5) + d - 1
+    return era * 146097 + yoe * 365 + math.floor(yoe / 4) - math.floor(yoe / 100) + doy - 719468
+end
+
+-- UTC ms of 00:00 on the Monday of ISO week "YYYY-Www" (Jan 4 is always in week 1).
+local function week_start_ms(week)
+    local jan4 = days_from_civil(tonumber(string.sub(week, 1, 4)), 1, 4)
+    local monday = jan4 - (jan4 + 3) % 7
+    return (monday + (tonumber(string.sub(week, 7, 8)) - 1) * 7) * 86400000
+end
+
+local function user_of(P)
+    return string.match(P, ':u:(.*)/$')
+end
+
+-- "fit:{sN}:" of a user prefix or a board key.
+local function shard_of(k)
+    return string.match(k, '^(fit:{[^}]*}:)')
+end
+
+local function age_band(bands, week, birth_year)
+    if not birth_year then return nil end
+    local age = tonumber(string.sub(week, 1, 4)) - birth_year
+    for id, lo, hi in string.gmatch(bands, '([^:,]+):(%d+):(%d*)') do
+        if age >= tonumber(lo) and (hi == '' or age <= tonumber(hi)) then return id end
+    end
+    return nil
+end
+
+-- The boards a member's week appears on ({} if they left the boards).
+local function scopes(P, week, ctx)
+    local p = redis.call('HMGET', P .. 'p', 'district', 'team', 'birth_year', 'boards')
+    if p[4] == '0' then return {} end
+    local s = {'all'}
+    if p[1] then s[#s + 1] = 'district:' .. p[1] end
+    if p[2] then s[#s + 1] = 'team:' .. p[2] end
+    local band = age_band(ctx.b, week, tonumber(p[3]))
+    if band then s[#s + 1] = 'age:' .. band end
+    return s
+end
+
+local function week_equiv(P, week)
+    local e = 0
+    for _, v in ipairs(redis.call('HVALS', P .. 'w:' .. week)) do
+        local d = cjson.decode(v)
+        e = e + d.mo + 2 * d.vi
+    end
+    return e
+end
+
+local function board_key(P, week, scope)
+    return shard_of(P) .. 'lb:' .. week .. ':' .. scope
+end
+
+local function set_entry(key, score, user, ctx)
+    redis.call('ZADD', key, score, user)
+    redis.call('PEXPIRE', key, ctx.t)
+end
+
+-- Puts the member's week score on each of their boards (or takes it off at 0).
+-- The tie-break time changes only when the score does.
+local function update_boards(P, week, ctx, touched)
+    if week < ctx.mw then return end
+    local user = user_of(P)
+    local eq = week_equiv(P, week)
+    local now = nil
+    for _, sc in ipairs(scopes(P, week, ctx)) do
+        local key = board_key(P, week, sc)
+        local cur = redis.call('ZSCORE', key, user)
+        if eq <= 0 then
+            if cur then
+                redis.call('ZREM', key, user)
+                touched[#touched + 1] = 'week:' .. week .. ':' .. sc
+            end
+        elseif not cur or math.floor(tonumber(cur) / TIE) ~= eq then
+            if not now then
+                now = now_ms() - week_start_ms(week) + TIE_OFFSET
+                now = math.max(0, math.min(TIE - 1, now))
+            end
+            set_entry(key, eq * TIE + (TIE - 1 - now), user, ctx)
+            touched[#touched + 1] = 'week:' .. week .. ':' .. sc
+        end
+    end
+end
+
+local function publish(touched)
+    if #touched > 0 then redis.call('PUBLISH', 'fit:lb', table.concat(touched, '\n')) end
+end
+
+-- The distinct weeks of day lists ([[date, week], ...]).
+local function weeks_of(...)
+    local seen, r = {}, {}
+    for _, days in ipairs({...}) do
+        for _, dw in ipairs(days) do
+            if not seen[dw[2]] then
+                seen[dw[2]] = true
+                r[#r + 1] = dw[2]
+            end
+        end
+    end
+    return r
+end
+
+-- After a change to weeks: re-rank the member on their boards and announce them.
+local function boards_after(P, ctx, weeks)
+    local touched = {}
+    for _, w in ipairs(weeks) do update_boards(P, w, ctx, touched) end
+    publish(touched)
+end
+
 -- Adds a session's segments to its days; returns the [[date, week]] list.
 local function add_segments(P, cid, args, first, n)
     local days = {}
@@ -145,27 +282,19 @@ local function remove_segments(P, cid, days)
     end
 end
 
--- Appends the distinct weeks of day lists to reply r.
-local function add_weeks(r, ...)
-    local seen = {}
-    for _, days in ipairs({...}) do
-        for _, dw in ipairs(days) do
-            if not seen[dw[2]] then
-                seen[dw[2]] = true
-                r[#r + 1] = dw[2]
-            end
-        end
-    end
+-- Appends weeks to reply r.
+local function add_weeks(r, weeks)
+    for _, w in ipairs(weeks) do r[#r + 1] = w end
     return r
 end
 
 -- fit_activity_put: store a new session, idempotent by client_id.
--- ARGV: device, window_ms, client_id, doc, start_ms, n, then (date, week, segment) x n.
+-- ARGV: device, ctx, client_id, doc, start_ms, n, then (date, week, segment) x n.
 -- Returns {"created", rev, cursor, weeks...} | {"duplicate", rev} | {"deleted", rev}
 --       | {"conflict", rev, doc}.
 local function activity_put(keys, args)
     local P = prefix_of(keys[1])
-    local device, window, cid, doc = args[1], tonumber(args[2]), args[3], args[4]
+    local device, ctx, cid, doc = args[1], cjson.decode(args[2]), args[3], args[4]
     local akey = P .. 'a:' .. cid
     local cur = redis.call('HMGET', akey, 'doc', 'rev', 'del')
     if cur[2] then
@@ -176,17 +305,19 @@ local function activity_put(keys, args)
     local days = add_segments(P, cid, args, 7, tonumber(args[6]))
     redis.call('HSET', akey, 'doc', doc, 'rev', 1, 'days', cjson.encode(days), 'del', '0')
     redis.call('ZADD', P .. 'acts', args[5], cid)
-    local cursor = log_change(P, window, 'activity', 'upsert', cid, 1, doc, device)
-    return add_weeks({'created', 1, cursor}, days)
+    local cursor = log_change(P, ctx.w, 'activity', 'upsert', cid, 1, doc, device)
+    local weeks = weeks_of(days)
+    boards_after(P, ctx, weeks)
+    return add_weeks({'created', 1, cursor}, weeks)
 end
 
 -- fit_activity_update: replace a session's content if base_rev is current.
--- ARGV: device, window_ms, client_id, base_rev, doc, start_ms, n, then (date, week, segment) x n.
+-- ARGV: device, ctx, client_id, base_rev, doc, start_ms, n, then (date, week, segment) x n.
 -- Returns {"updated", rev, cursor, weeks...} | {"duplicate", rev} | {"not_found"}
 --       | {"conflict", rev, doc, deleted}.
 local function activity_update(keys, args)
     local P = prefix_of(keys[1])
-    local device, window, cid = args[1], tonumber(args[2]), args[3]
+    local device, ctx, cid = args[1], cjson.decode(args[2]), args[3]
     local base, doc = tonumber(args[4]), args[5]
     local akey = P .. 'a:' .. cid
     local cur = redis.call('HMGET', akey, 'doc', 'rev', 'del', 'days')
@@ -203,17 +334,19 @@ local function activity_update(keys, args)
     rev = rev + 1
     redis.call('HSET', akey, 'doc', doc, 'rev', rev, 'days', cjson.encode(days))
     redis.call('ZADD', P .. 'acts', args[6], cid)
-    local cursor = log_change(P, window, 'activity', 'upsert', cid, rev, doc, device)
-    return add_weeks({'updated', rev, cursor}, old, days)
+    local cursor = log_change(P, ctx.w, 'activity', 'upsert', cid, rev, doc, device)
+    local weeks = weeks_of(old, days)
+    boards_after(P, ctx, weeks)
+    return add_weeks({'updated', rev, cursor}, weeks)
 end
 
 -- fit_activity_delete: turn a session into a tombstone and recompute its days.
--- ARGV: device, window_ms, client_id, base_rev ("" = unconditional).
+-- ARGV: device, ctx, client_id, base_rev ("" = unconditional).
 -- Returns {"deleted", rev, cursor, weeks...} | {"duplicate", rev} | {"not_found"}
 --       | {"conflict", rev, doc}.
 local function activity_delete(keys, args)
     local P = prefix_of(keys[1])
-    local device, window, cid = args[1], tonumber(args[2]), args[3]
+    local device, ctx, cid = args[1], cjson.decode(args[2]), args[3]
     local akey = P .. 'a:' .. cid
     local cur = redis.call('HMGET', akey, 'doc', 'rev', 'del', 'days')
     if not cur[2] then return {'not_found'} end
@@ -225,8 +358,10 @@ local function activity_delete(keys, args)
     rev = rev + 1
     redis.call('HSET', akey, 'rev', rev, 'del', '1', 'days', '[]')
     redis.call('HDEL', akey, 'doc')
-    local cursor = log_change(P, window, 'activity', 'delete', cid, rev, nil, device)
-    return add_weeks({'deleted', rev, cursor}, old)
+    local cursor = log_change(P, ctx.w, 'activity', 'delete', cid, rev, nil, device)
+    local weeks = weeks_of(old)
+    boards_after(P, ctx, weeks)
+    return add_weeks({'deleted', rev, cursor}, weeks)
 end
 
 -- fit_activity_get: the stored item. ARGV: client_id. Returns {rev, doc, del} or {}.
@@ -240,12 +375,12 @@ end
 -- whatever the arrival order (equal recorded_at: the larger document wins,
 -- so every order ends in the same state). A deleted summary keeps its
 -- recorded_at as a tombstone: only a newer snapshot brings the day back.
--- ARGV: device, window_ms, date, week, source, recorded_at_ms, doc, mo, vi, li,
+-- ARGV: device, ctx, date, week, source, recorded_at_ms, doc, mo, vi, li,
 --       steps, distance, day_ms.
 -- Returns {"applied", cursor, week} | {"duplicate"} | {"stale"}.
 local function summary_put(keys, args)
     local P = prefix_of(keys[1])
-    local device, window, date, week, source = args[1], tonumber(args[2]), args[3], args[4], args[5]
+    local device, ctx, date, week, source = args[1], cjson.decode(args[2]), args[3], args[4], args[5]
     local rec, doc = tonumber(args[6]), args[7]
     local dkey = P .. 'd:' .. date
     local cur = redis.call('HGET', dkey, 'm:' .. source)
@@ -271,16 +406,17 @@ local function summary_put(keys, args)
     redis.call('SADD', P .. 'wks', week)
     redis.call('ZADD', P .. 'sums', args[13], date .. '|' .. source)
     recompute_day(P, date, week)
-    local cursor = log_change(P, window, 'summary', 'upsert', date .. '|' .. source, 1, doc, device)
+    local cursor = log_change(P, ctx.w, 'summary', 'upsert', date .. '|' .. source, 1, doc, device)
+    boards_after(P, ctx, {week})
     return {'applied', cursor, week}
 end
 
 -- fit_summary_delete: remove a day's summary from one source.
--- ARGV: device, window_ms, date, week, source.
+-- ARGV: device, ctx, date, week, source.
 -- Returns {"deleted", cursor, week} | {"duplicate"} | {"not_found"}.
 local function summary_delete(keys, args)
     local P = prefix_of(keys[1])
-    local device, window, date, week, source = args[1], tonumber(args[2]), args[3], args[4], args[5]
+    local device, ctx, date, week, source = args[1], cjson.decode(args[2]), args[3], args[4], args[5]
     local dkey = P .. 'd:' .. date
     local cur = redis.call('HGET', dkey, 'm:' .. source)
     if not cur then
@@ -292,15 +428,28 @@ local function summary_delete(keys, args)
     redis.call('HSET', dkey, 'x:' .. source, tostring(c.r))
     redis.call('ZREM', P .. 'sums', date .. '|' .. source)
     recompute_day(P, date, week)
-    local cursor = log_change(P, window, 'summary', 'delete', date .. '|' .. source, 1, nil, device)
+    local cursor = log_change(P, ctx.w, 'summary', 'delete', date .. '|' .. source, 1, nil, device)
+    boards_after(P, ctx, {week})
     return {'deleted', cursor, week}
 end
 
 -- fit_profile_set: set (or, for an empty value, remove) profile fields.
--- ARGV: device, window_ms, then field, value, ...
+-- A member's boards follow their profile: a new district, team, birth year,
+-- name or "boards" flag moves (or removes) their entries on every kept week,
+-- keeping their score and its tie-break time.
+-- ARGV: device, ctx, then field, value, ...
 -- Returns {cursor, {field, value, ...}} (the whole profile after the change).
 local function profile_set(keys, args)
     local P = prefix_of(keys[1])
+    local ctx = cjson.decode(args[2])
+    local user = user_of(P)
+    local weeks, before = {}, {}
+    for _, w in ipairs(redis.call('SMEMBERS', P .. 'wks')) do
+        if w >= ctx.mw then
+            weeks[#weeks + 1] = w
+            before[w] = {scopes(P, w, ctx), redis.call('ZSCORE', board_key(P, w, 'all'), user)}
+        end
+    end
     for i = 3, #args, 2 do
         if args[i + 1] == '' then
             redis.call('HDEL', P .. 'p', args[i])
@@ -308,11 +457,39 @@ local function profile_set(keys, args)
             redis.call('HSET', P .. 'p', args[i], args[i + 1])
         end
     end
+    local name = redis.call('HGET', P .. 'p', 'display_name')
+    if name then
+        redis.call('HSET', shard_of(P) .. 'lbnames', user, name)
+    else
+        redis.call('HDEL', shard_of(P) .. 'lbnames', user)
+    end
+    local touched = {}
+    for _, w in ipairs(weeks) do
+        local old_scopes, score = before[w][1], before[w][2]
+        local new_scopes = scopes(P, w, ctx)
+        local keep = {}
+        for _, sc in ipairs(new_scopes) do keep[sc] = true end
+        for _, sc in ipairs(old_scopes) do
+            if not keep[sc] then
+                redis.call('ZREM', board_key(P, w, sc), user)
+                touched[#touched + 1] = 'week:' .. w .. ':' .. sc
+            end
+        end
+        if score then
+            for _, sc in ipairs(new_scopes) do
+                set_entry(board_key(P, w, sc), score, user, ctx)
+                touched[#touched + 1] = 'week:' .. w .. ':' .. sc
+            end
+        else
+            update_boards(P, w, ctx, touched)
+        end
+    end
+    publish(touched)
     local h = redis.call('HGETALL', P .. 'p')
     local obj = {}
     for i = 1, #h, 2 do obj[h[i]] = h[i + 1] end
     local doc = cjson.encode(obj)
-    local cursor = log_change(P, tonumber(args[2]), 'profile', 'upsert', 'profile', 1, doc, args[1])
+    local cursor = log_change(P, ctx.w, 'profile', 'upsert', 'profile', 1, doc, args[1])
     return {cursor, h}
 end
 
@@ -408,13 +585,71 @@ end
 -- fit_account_delete: removes every key of the user. Returns the number deleted.
 local function account_delete(keys, args)
     local P = prefix_of(keys[1])
+    local ctx = cjson.decode(args[1])
+    local user = user_of(P)
     local n = 0
     local function del(k) n = n + redis.call('DEL', k) end
+    local touched = {}
+    for _, w in ipairs(redis.call('SMEMBERS', P .. 'wks')) do
+        if w >= ctx.mw then
+            for _, sc in ipairs(scopes(P, w, ctx)) do
+                n = n + redis.call('ZREM', board_key(P, w, sc), user)
+                touched[#touched + 1] = 'week:' .. w .. ':' .. sc
+            end
+        end
+    end
+    n = n + redis.call('HDEL', shard_of(P) .. 'lbnames', user)
+    publish(touched)
     for _, cid in ipairs(redis.call('ZRANGE', P .. 'acts', 0, -1)) do del(P .. 'a:' .. cid) end
     for _, d in ipairs(redis.call('SMEMBERS', P .. 'days')) do del(P .. 'd:' .. d) end
     for _, w in ipairs(redis.call('SMEMBERS', P .. 'wks')) do del(P .. 'w:' .. w) end
     for _, k in ipairs({'p', 'log', 'acts', 'sums', 'days', 'wks'}) do del(P .. k) end
     return n
+end
+
+-- fit_board_top: one shard's top n of a board, with display names.
+-- KEYS: the board key on this shard. ARGV: n.
+-- Returns {size, user, score, name, user, score, name, ...} (score as stored).
+local function board_top(keys, args)
+    local key = keys[1]
+    local r = {redis.call('ZCARD', key)}
+    local top = redis.call('ZREVRANGE', key, 0, tonumber(args[1]) - 1, 'WITHSCORES')
+    if #top == 0 then return r end
+    local users = {}
+    for i = 1, #top, 2 do users[#users + 1] = top[i] end
+    local names = redis.call('HMGET', shard_of(key) .. 'lbnames', unpack(users))
+    for i = 1, #users do
+        r[#r + 1] = users[i]
+        r[#r + 1] = top[2 * i]
+        r[#r + 1] = names[i] or ''
+    end
+    return r
+end
+
+-- fit_board_around: one shard's part of a rank lookup.
+-- KEYS: the board key on this shard. ARGV: score ('' = look up user's), user, k.
+-- Returns {score or '', entries above it, size, nabove, user's name or '',
+--          (user, score, name) x nabove nearest first, then the same below}.
+local function board_around(keys, args)
+    local key, score, k = keys[1], args[1], tonumber(args[3])
+    local name = ''
+    if score == '' then
+        score = redis.call('ZSCORE', key, args[2])
+        if not score then return {'', 0, redis.call('ZCARD', key), 0, ''} end
+        name = redis.call('HGET', shard_of(key) .. 'lbnames', args[2]) or ''
+    end
+    local above = redis.call('ZRANGEBYSCORE', key, '(' .. score, '+inf', 'WITHSCORES', 'LIMIT', 0, k)
+    local below = redis.call('ZREVRANGEBYSCORE', key, '(' .. score, '-inf', 'WITHSCORES', 'LIMIT', 0, k)
+    local r = {score, redis.call('ZCOUNT', key, '(' .. score, '+inf'), redis.call('ZCARD', key),
+               #above / 2, name}
+    for _, list in ipairs({above, below}) do
+        for i = 1, #list, 2 do
+            r[#r + 1] = list[i]
+            r[#r + 1] = list[i + 1]
+            r[#r + 1] = redis.call('HGET', shard_of(key) .. 'lbnames', list[i]) or ''
+        end
+    end
+    return r
 end
 
 redis.register_function('fit_activity_put', activity_put)
@@ -430,3 +665,5 @@ redis.register_function{function_name = 'fit_weeks_get', callback = weeks_get, f
 redis.register_function{function_name = 'fit_sync_pull', callback = sync_pull, flags = ro}
 redis.register_function{function_name = 'fit_sync_head', callback = sync_head, flags = ro}
 redis.register_function{function_name = 'fit_state', callback = state, flags = ro}
+redis.register_function{function_name = 'fit_board_top', callback = board_top, flags = ro}
+redis.register_function{function_name = 'fit_board_around', callback = board_around, flags = ro}

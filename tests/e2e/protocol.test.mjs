@@ -656,7 +656,7 @@ describe('fitsync.v1', () => {
       assertError(await c.sendRaw(JSON.stringify({ type: 'week.get', id: 'x'.repeat(65) })), 'invalid_type', 'id');
     });
     it('an unknown type is unknown_type', async () => {
-      const r = await c.request({ type: 'leaderboard.get', id: 'u1' });
+      const r = await c.request({ type: 'teleport', id: 'u1' });
       assertError(r, 'unknown_type', 'type', 'u1');
     });
     it('an unknown top-level field is unknown_field naming it', async () => {

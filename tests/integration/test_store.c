@@ -398,7 +398,7 @@ static void test_shards(void **state)
 {
     char k1[FIT_KEY_MAX], k2[FIT_KEY_MAX];
     fit_user_key(k1, 1, "ana", "p");
-    assert_string_equal(k1, "fit:{s0}:u:ana:p");
+    assert_string_equal(k1, "fit:{s0}:u:ana/p");
     fit_user_key(k2, 4, "ana", "p");
     assert_int_equal(strncmp(k2, "fit:{s", 6), 0);
     assert_true(fit_shard_of("ana", 4) < 4);
@@ -594,7 +594,7 @@ static void test_account_delete_leaves_nothing(void **state)
     assert_true(deleted_keys > 5);
     /* SCAN the whole keyspace for anything of joe's; kim's data stays. */
     char cmd[256];
-    snprintf(cmd, sizeof(cmd), "redis-cli -s %s --scan --pattern '*:u:joe:*' | wc -l", sock);
+    snprintf(cmd, sizeof(cmd), "redis-cli -s %s --scan --pattern '*:u:joe/*' | wc -l", sock);
     FILE *f = popen(cmd, "r");
     int n = -1;
     assert_int_equal(fscanf(f, "%d", &n), 1);
