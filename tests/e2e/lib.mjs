@@ -281,6 +281,22 @@ export class Server {
     }
   }
 
+  /* The embedded Redis's Unix socket (DATA_DIR/redis.sock). */
+  get redisSocket() {
+    return path.join(this.dataDir, 'redis.sock');
+  }
+
+  /* Runs redis-cli against the embedded Redis with args; returns its stdout (trimmed). */
+  redisCli(args, timeout = 10000) {
+    return execFileSync('redis-cli', ['-s', this.redisSocket, ...args], { encoding: 'utf8', timeout }).trim();
+  }
+
+  /* Every key of the embedded Redis matching a glob pattern (SCAN, not KEYS), sorted. */
+  redisKeys(pattern = '*') {
+    const out = this.redisCli(['--scan', '--pattern', pattern]);
+    return out ? [...new Set(out.split('\n'))].sort() : [];
+  }
+
   /* Hard cleanup: SIGKILL the server and its redis child. Safe to call twice. */
   kill() {
     for (const pid of this.redisPids()) {
@@ -350,9 +366,14 @@ export class Client {
     this.pushes = []; // messages without "re" that no one has taken yet
     this.waiters = []; // {pred, resolve}
     this.closeInfo = null;
+    this.keepMessages = true; // false: do not record every message in this.messages
+    this.inflight = new Map(); // re -> {resolve, reject} of pipeline() requests
     this.closed = new Promise((resolve) => {
       ws.on('close', (code, reason) => {
         this.closeInfo = { code, reason: reason.toString() };
+        for (const [re, p] of this.inflight)
+          p.reject(new Error(`connection closed (${code}) before the reply to ${re}`));
+        this.inflight.clear();
         resolve(this.closeInfo);
       });
     });
@@ -364,7 +385,13 @@ export class Client {
       } catch {
         msg = { type: '<unparsable>', raw: data.toString('utf8'), binary: isBinary };
       }
-      this.messages.push(msg);
+      if (this.keepMessages) this.messages.push(msg);
+      if (msg.re !== undefined && this.inflight.has(msg.re)) {
+        const p = this.inflight.get(msg.re);
+        this.inflight.delete(msg.re);
+        p.resolve(msg);
+        return;
+      }
       const i = this.waiters.findIndex((w) => w.pred(msg));
       if (i >= 0) {
         const [w] = this.waiters.splice(i, 1);
@@ -418,6 +445,35 @@ export class Client {
     return p;
   }
 
+  /*
+   * Sends a request without waiting for the send to complete and returns a
+   * promise of its reply (matched by "re" through a map, so thousands may be
+   * in flight at once; a second message with the same "re" is not caught).
+   * msg.id is used if set, else a fresh one. The promise rejects if the
+   * connection closes first; it has no timeout of its own (bound it with
+   * withTimeout). Resending the same id while the first is in flight is refused.
+   */
+  pipeline(msg) {
+    const id = msg.id ?? `r${++nextId}`;
+    if (this.inflight.has(id)) return Promise.reject(new Error(`request id ${id} is already in flight`));
+    if (this.closeInfo) return Promise.reject(new Error(`connection closed (${this.closeInfo.code})`));
+    const p = new Promise((resolve, reject) => this.inflight.set(id, { resolve, reject }));
+    this.ws.send(JSON.stringify({ ...msg, id }), (e) => {
+      if (e && this.inflight.has(id)) {
+        this.inflight.get(id).reject(e);
+        this.inflight.delete(id);
+      }
+    });
+    return p;
+  }
+
+  /* Takes (removes and returns) the collected pushes matching pred. */
+  takePushes(pred = () => true) {
+    const taken = this.pushes.filter(pred);
+    this.pushes = this.pushes.filter((m) => !pred(m));
+    return taken;
+  }
+
   /* Sends raw text (or a Buffer) and waits for the next reply without "re" matching pred. */
   async sendRaw(data, pred = (m) => m.type === 'error', timeout = 5000, opts = {}) {
     const p = this.next((m) => m.re === undefined && pred(m), timeout, 'a reply to a raw frame');
@@ -445,4 +501,63 @@ export class Client {
     this.close();
     await withTimeout(this.closed, timeout, 'the WebSocket to close').catch(() => this.ws.terminate());
   }
+}
+
+/* ------------------------------------------------------------------ */
+/* calendar (independent of protocol/fit_time.c)                       */
+/*
+ * Instants are UTC milliseconds, offsets minutes east of UTC, local dates
+ * "YYYY-MM-DD", ISO weeks "YYYY-Www".
+ */
+
+export const MIN = 60000;
+export const DAY = 86400000;
+export const pad = (n, w = 2) => String(n).padStart(w, '0');
+
+/* +hh:mm / -hh:mm for an offset in minutes ("Z" only if z is set and off is 0). */
+export function fmtOffset(off, z = false) {
+  if (z && off === 0) return 'Z';
+  const a = Math.abs(off);
+  return `${off < 0 ? '-' : '+'}${pad(Math.floor(a / 60))}:${pad(a % 60)}`;
+}
+/* An instant written at an offset, to the second: 2026-03-02T07:30:00+08:00. */
+export function rfc3339(ms, off, z = false) {
+  return new Date(ms + off * MIN).toISOString().slice(0, 19) + fmtOffset(off, z);
+}
+/* Parses what rfc3339() writes (and Z): {ms, off}. */
+export function parseRfc3339(s) {
+  const m = /([+-])(\d\d):(\d\d)$/.exec(s);
+  const off = m ? (m[1] === '-' ? -1 : 1) * (Number(m[2]) * 60 + Number(m[3])) : 0;
+  return { ms: Date.parse(s), off };
+}
+export function localDate(ms, off) {
+  return new Date(ms + off * MIN).toISOString().slice(0, 10);
+}
+export function dateMs(date) {
+  const [y, m, d] = date.split('-').map(Number);
+  return Date.UTC(y, m - 1, d);
+}
+export const addDays = (date, n) => new Date(dateMs(date) + n * DAY).toISOString().slice(0, 10);
+/* UTC instant of local time hh:mm on date at offset off. */
+export const at = (date, hh, mm, off) => dateMs(date) + (hh * 60 + mm - off) * MIN;
+export const isoWeekday = (date) => ((new Date(dateMs(date)).getUTCDay() + 6) % 7) + 1; // 1 = Monday
+export const mondayOf = (date) => addDays(date, 1 - isoWeekday(date));
+/* ISO 8601 week name: the week belongs to the year of its Thursday. */
+export function isoWeek(date) {
+  const thu = addDays(date, 4 - isoWeekday(date));
+  const year = Number(thu.slice(0, 4));
+  const week = 1 + Math.floor((dateMs(thu) - Date.UTC(year, 0, 1)) / (7 * DAY));
+  return `${year}-W${pad(week)}`;
+}
+/* The Monday (local date) of an ISO week name. */
+export function weekMonday(week) {
+  const [y, w] = week.split('-W').map(Number);
+  const jan4 = `${y}-01-04`;
+  return addDays(mondayOf(jan4), 7 * (w - 1));
+}
+/* The names of the ISO weeks from..to inclusive. */
+export function weekRange(from, to) {
+  const out = [];
+  for (let d = weekMonday(from); d <= weekMonday(to); d = addDays(d, 7)) out.push(isoWeek(d));
+  return out;
 }
