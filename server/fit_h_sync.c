@@ -35,8 +35,9 @@ static int week_field(fit_session *s, fit_request *req, const char *field, int *
     if (!v || json_is_null(v))
         return 1;
     if (!json_is_string(v) || fit_iso_week_parse(json_string_value(v), y, w) != 0) {
-        fit_session_send_error(s, req->id, json_is_string(v) ? FIT_EINVALID_VALUE : FIT_EINVALID_TYPE,
-                               field, "must be an ISO week like 2026-W10 that exists");
+        fit_session_send_error(s, req->id,
+                               json_is_string(v) ? FIT_EINVALID_VALUE : FIT_EINVALID_TYPE, field,
+                               "must be an ISO week like 2026-W10 that exists");
         return -1;
     }
     return 0;
@@ -408,12 +409,6 @@ void fit_h_account_export(fit_session *s, fit_request *req)
     }
 }
 
-static void close_device(fit_session *s, void *msg)
-{
-    fit_session_send(s, msg);
-    fit_session_close_after_flush(s, LWS_CLOSE_STATUS_NORMAL, "account deleted");
-}
-
 static void account_deleted(int err, long long deleted, void *data)
 {
     fit_pending *p = data;
@@ -426,7 +421,7 @@ static void account_deleted(int err, long long deleted, void *data)
         json_decref(r);
         /* Every device of the user hears it and is disconnected (this one after its reply). */
         json_t *push = json_pack("{s:s}", "type", "account.deleted");
-        fit_server_each_device(p->s->srv, p->user, close_device, push);
+        fit_server_push_user(p->s->srv, p->user, NULL, push);
         json_decref(push);
     }
     fit_pending_free(p);

@@ -84,8 +84,7 @@ void fit_reply_op_error(fit_session *s, const char *re, int err, const char *fie
         fit_session_send_error(s, re, err, field, NULL);
 }
 
-void fit_reply_conflict(fit_session *s, const char *re, const char *client_id,
-                        const fit_change *c)
+void fit_reply_conflict(fit_session *s, const char *re, const char *client_id, const fit_change *c)
 {
     json_t *e = fit_error_reply(re, FIT_ECONFLICT, "base_rev",
                                 "the item changed since base_rev; merge with \"current\" and "
@@ -110,8 +109,8 @@ int fit_get_int_field(fit_session *s, const fit_request *req, const char *field,
     if (!json_is_integer(v) || json_integer_value(v) < min || json_integer_value(v) > max) {
         snprintf(msg, sizeof(msg), "%s must be a whole number within %lld..%lld", field,
                  (long long)min, (long long)max);
-        fit_session_send_error(s, req->id, json_is_integer(v) ? FIT_EINVALID_VALUE : FIT_EINVALID_TYPE,
-                               field, msg);
+        fit_session_send_error(
+            s, req->id, json_is_integer(v) ? FIT_EINVALID_VALUE : FIT_EINVALID_TYPE, field, msg);
         return -1;
     }
     *out = json_integer_value(v);
@@ -129,8 +128,8 @@ const char *fit_get_id_field(fit_session *s, const fit_request *req, const char 
         return NULL;
     }
     if (!json_is_string(v) || !fit_id_valid(json_string_value(v), max)) {
-        fit_session_send_error(s, req->id, json_is_string(v) ? FIT_EINVALID_VALUE : FIT_EINVALID_TYPE,
-                               field, msg);
+        fit_session_send_error(
+            s, req->id, json_is_string(v) ? FIT_EINVALID_VALUE : FIT_EINVALID_TYPE, field, msg);
         return NULL;
     }
     return json_string_value(v);
@@ -139,44 +138,27 @@ const char *fit_get_id_field(fit_session *s, const fit_request *req, const char 
 /* ------------------------------------------------------------------ */
 /* pushes                                                              */
 
-typedef struct {
-    fit_session *from;
-    json_t *msg;
-} push_arg;
-
-static void send_unless_from(fit_session *s, void *arg)
-{
-    push_arg *a = arg;
-    if (s != a->from)
-        fit_session_send(s, a->msg);
-}
-
 void fit_push_change(fit_server *srv, const char *user, fit_session *from, const char *cursor,
                      const char *kind, const char *op, const char *id, int64_t rev, json_t *item)
 {
-    json_t *change = json_pack("{s:s, s:s, s:s, s:s}", "cursor", cursor, "kind", kind, "op", op,
-                               "id", id);
+    json_t *change =
+        json_pack("{s:s, s:s, s:s, s:s}", "cursor", cursor, "kind", kind, "op", op, "id", id);
     if (rev > 0)
         json_object_set_new(change, "rev", json_integer(rev));
     if (from)
         json_object_set_new(change, "device_id", json_string(from->device_id));
     if (item)
         json_object_set(change, "item", item);
-    push_arg a = {from, json_pack("{s:s, s:s, s:o}", "type", "change", "cursor", cursor, "change",
-                                  change)};
-    fit_server_each_device(srv, user, send_unless_from, &a);
-    json_decref(a.msg);
+    json_t *msg =
+        json_pack("{s:s, s:s, s:o}", "type", "change", "cursor", cursor, "change", change);
+    fit_server_push_user(srv, user, from, msg);
+    json_decref(msg);
 }
 
 typedef struct {
     fit_server *srv;
     char user[65];
 } progress_ctx;
-
-static void send_to_device(fit_session *s, void *msg)
-{
-    fit_session_send(s, msg);
-}
 
 static void progress_done(int err, const fit_week_status *st, size_t n, void *data)
 {
@@ -185,7 +167,7 @@ static void progress_done(int err, const fit_week_status *st, size_t n, void *da
     for (size_t i = 0; !err && i < n; i++) {
         json_t *msg =
             json_pack("{s:s, s:o}", "type", "progress", "week", fit_week_status_json(&st[i]));
-        fit_server_each_device(c->srv, c->user, send_to_device, msg);
+        fit_server_push_user(c->srv, c->user, NULL, msg);
         json_decref(msg);
     }
     free(c);

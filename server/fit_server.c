@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 extern const char fit_functions_lua[];
 extern const size_t fit_functions_lua_len;
@@ -151,6 +152,78 @@ static void store_state(fit_store *store, fit_store_state st, void *data)
     }
 }
 
+/* ---- per-user pushes, relayed between processes ---- */
+
+typedef struct {
+    fit_session *from;
+    const json_t *msg;
+    int close;
+} user_push;
+
+static void push_one(fit_session *s, void *arg)
+{
+    user_push *p = arg;
+    if (s == p->from)
+        return;
+    fit_session_send(s, p->msg);
+    if (p->close)
+        fit_session_close_after_flush(s, LWS_CLOSE_STATUS_NORMAL, "account deleted");
+}
+
+static int is_account_deleted(const json_t *msg)
+{
+    const char *type = json_string_value(json_object_get(msg, "type"));
+    return type && strcmp(type, "account.deleted") == 0;
+}
+
+static void publish_done(redisReply *r, const char *errstr, void *data)
+{
+    (void)r; /* best effort: the other devices can always sync.pull */
+}
+
+void fit_server_push_user(fit_server *srv, const char *user, fit_session *from, const json_t *msg)
+{
+    user_push p = {from, msg, is_account_deleted(msg)};
+    fit_server_each_device(srv, user, push_one, &p);
+    char *text = json_dumps(msg, JSON_COMPACT);
+    if (!text)
+        return;
+    /* "<origin>\n<user>\n<message>": receivers skip their own and deliver the rest. */
+    size_t len = strlen(text) + strlen(user) + 24;
+    char *payload = malloc(len);
+    if (payload) {
+        snprintf(payload, len, "%016llx\n%s\n%s", (unsigned long long)srv->origin, user, text);
+        const char *argv[] = {"PUBLISH", FIT_DEV_CHANNEL, payload};
+        fit_store_command(&srv->store, publish_done, NULL, 3, argv, NULL);
+        free(payload);
+    }
+    free(text);
+}
+
+static void relay_in(const char *payload, size_t len, void *data)
+{
+    fit_server *srv = data;
+    char origin[17];
+    if (len < 18 || payload[16] != '\n')
+        return;
+    memcpy(origin, payload, 16);
+    origin[16] = '\0';
+    if (strtoull(origin, NULL, 16) == srv->origin)
+        return;
+    const char *user = payload + 17, *end = payload + len;
+    const char *nl = memchr(user, '\n', (size_t)(end - user));
+    if (!nl || nl - user > 64)
+        return;
+    char u[65];
+    snprintf(u, sizeof(u), "%.*s", (int)(nl - user), user);
+    json_t *msg = json_loadb(nl + 1, (size_t)(end - nl - 1), 0, NULL);
+    if (!msg)
+        return;
+    user_push p = {NULL, msg, is_account_deleted(msg)};
+    fit_server_each_device(srv, u, push_one, &p);
+    json_decref(msg);
+}
+
 /* The hub's pushes go out through the subscriber's own bounded, coalescing queue. */
 static void deliver_push(void *subscriber, const char *board, const json_t *msg, void *data)
 {
@@ -282,8 +355,10 @@ int fit_server_start(fit_server *srv, uv_loop_t *loop, fit_config *cfg)
     srv->ops.board_keep_weeks = cfg->boards_keep_weeks;
     srv->ops.tz_offset_min = cfg->timezone_offset_min;
     fit_age_bands_spec(&cfg->boards, srv->ops.age_bands, sizeof(srv->ops.age_bands));
+    if (uv_random(NULL, NULL, &srv->origin, sizeof(srv->origin), 0, NULL) != 0)
+        srv->origin = (uint64_t)uv_hrtime() ^ (uint64_t)getpid();
     if (fit_board_hub_init(&srv->hub, loop, &srv->ops, &so, (uint32_t)cfg->boards_tick_ms,
-                           deliver_push, srv) != 0) {
+                           deliver_push, srv, FIT_DEV_CHANNEL, relay_in) != 0) {
         fprintf(stderr, "fitsyncd: cannot start the leaderboard hub\n");
         return FIT_EINVALID_VALUE;
     }
@@ -301,7 +376,8 @@ int fit_server_start(fit_server *srv, uv_loop_t *loop, fit_config *cfg)
     info.protocols = protocols;
     info.foreign_loops = foreign_loops;
     info.user = srv;
-    info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_HTTP_HEADERS_SECURITY_BEST_PRACTICES_ENFORCE |
+    info.options = LWS_SERVER_OPTION_LIBUV |
+                   LWS_SERVER_OPTION_HTTP_HEADERS_SECURITY_BEST_PRACTICES_ENFORCE |
                    LWS_SERVER_OPTION_VALIDATE_UTF8;
     /* Idle connections are pinged, and dropped if the ping goes unanswered. */
     static const lws_retry_bo_t retry = {.secs_since_valid_ping = 30,
@@ -310,13 +386,11 @@ int fit_server_start(fit_server *srv, uv_loop_t *loop, fit_config *cfg)
     info.pt_serv_buf_size = 32 * 1024;
     srv->ctx = lws_create_context(&info);
     if (!srv->ctx) {
-        fprintf(stderr, "fitsyncd: cannot listen on %s:%d (port in use?)\n", cfg->host,
-                cfg->port);
+        fprintf(stderr, "fitsyncd: cannot listen on %s:%d (port in use?)\n", cfg->host, cfg->port);
         return FIT_EIO;
     }
     if (lws_get_vhost_by_name(srv->ctx, "default") == NULL) {
-        fprintf(stderr, "fitsyncd: cannot listen on %s:%d (port in use?)\n", cfg->host,
-                cfg->port);
+        fprintf(stderr, "fitsyncd: cannot listen on %s:%d (port in use?)\n", cfg->host, cfg->port);
         return FIT_EIO;
     }
     uv_signal_start(&srv->sigint, on_signal, SIGINT);

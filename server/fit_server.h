@@ -89,6 +89,7 @@ struct fit_server {
     uint64_t drain_started_ms;
     int stopping;
     int redis_outage_logged;
+    uint64_t origin; /* this process's id in relayed pushes */
     uint64_t next_session_id;
     size_t inflight; /* requests waiting for Redis */
     size_t sessions;
@@ -142,6 +143,17 @@ void fit_session_attach_user(fit_session *s);
 /* Calls fn for every connected device of user on this process. */
 void fit_server_each_device(fit_server *srv, const char *user, void (*fn)(fit_session *, void *),
                             void *arg);
+
+/*
+ * Sends msg (borrowed) to every connected device of user except `from` (may
+ * be NULL): on this process directly, and on every other fitsyncd through
+ * Redis pub/sub (channel FIT_DEV_CHANNEL), so a member's phone and watch see
+ * each other's changes whichever process each is connected to. A message of
+ * type "account.deleted" also closes those connections.
+ */
+void fit_server_push_user(fit_server *srv, const char *user, fit_session *from, const json_t *msg);
+
+#define FIT_DEV_CHANNEL "fit:dev"
 
 /* --- handlers (fit_handlers.c) --- */
 

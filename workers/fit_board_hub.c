@@ -199,9 +199,15 @@ static void tick(uv_timer_t *t)
 
 /* ---- pub/sub ---- */
 
-static void on_message(fit_store *store, const char *payload, size_t len, void *data)
+static void on_message(fit_store *store, const char *channel, const char *payload, size_t len,
+                       void *data)
 {
     fit_board_hub *hub = data;
+    if (strcmp(channel, FIT_LB_CHANNEL) != 0) {
+        if (hub->other)
+            hub->other(payload, len, hub->deliver_data);
+        return;
+    }
     const char *p = payload, *end = payload + len;
     while (p < end) {
         const char *nl = memchr(p, '\n', (size_t)(end - p));
@@ -231,7 +237,8 @@ static void on_pubsub_state(fit_store *store, fit_store_state st, void *data)
 
 int fit_board_hub_init(fit_board_hub *hub, uv_loop_t *loop, const fit_ops *ops,
                        const fit_store_options *redis, uint32_t tick_ms,
-                       fit_hub_deliver_fn *deliver, void *data)
+                       fit_hub_deliver_fn *deliver, void *data, const char *other_channel,
+                       fit_hub_other_fn *other)
 {
     memset(hub, 0, sizeof(*hub));
     hub->loop = loop;
@@ -240,7 +247,10 @@ int fit_board_hub_init(fit_board_hub *hub, uv_loop_t *loop, const fit_ops *ops,
     hub->deliver = deliver;
     hub->deliver_data = data;
     fit_store_options o = *redis;
-    o.subscribe = FIT_LB_CHANNEL;
+    snprintf(hub->channels, sizeof(hub->channels), "%s%s%s", FIT_LB_CHANNEL,
+             other_channel ? " " : "", other_channel ? other_channel : "");
+    hub->other = other;
+    o.subscribe = hub->channels;
     o.on_message = on_message;
     o.on_message_data = hub;
     int rc = fit_store_init(&hub->pubsub, loop, &o, NULL, 0);

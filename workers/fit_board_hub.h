@@ -33,6 +33,9 @@ typedef struct fit_board_state fit_board_state;
  */
 typedef void fit_hub_deliver_fn(void *subscriber, const char *board, const json_t *msg, void *data);
 
+/* A message on the hub's other channel (see fit_board_hub_init). Borrowed. */
+typedef void fit_hub_other_fn(const char *payload, size_t len, void *data);
+
 typedef struct {
     uv_loop_t *loop;
     const fit_ops *ops;
@@ -42,6 +45,8 @@ typedef struct {
     fit_board_state *boards; /* by resolved name */
     fit_hub_deliver_fn *deliver;
     void *deliver_data;
+    char channels[128];
+    fit_hub_other_fn *other;
     char current_week[FIT_WEEK_LEN];
     uint64_t reads, pushes; /* counters for metrics */
     int closing;
@@ -49,11 +54,15 @@ typedef struct {
 
 /*
  * Starts the hub: the pub/sub connection to redis (address and timeouts as
- * the main store's) and the tick. Returns 0 or a negative code.
+ * the main store's) and the tick. The same connection may also listen to
+ * other_channel (NULL for none), whose messages go to other(payload, data):
+ * the edge relays its per-user pushes between processes that way.
+ * Returns 0 or a negative code.
  */
 int fit_board_hub_init(fit_board_hub *hub, uv_loop_t *loop, const fit_ops *ops,
                        const fit_store_options *redis, uint32_t tick_ms,
-                       fit_hub_deliver_fn *deliver, void *data);
+                       fit_hub_deliver_fn *deliver, void *data, const char *other_channel,
+                       fit_hub_other_fn *other);
 
 /*
  * Registers a subscription after its snapshot was sent: board as the client

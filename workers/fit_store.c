@@ -223,8 +223,10 @@ static void subscribe_cb(redisAsyncContext *ac, void *reply, void *privdata)
         s->backoff_ms = 0;
         s->last_error[0] = '\0';
         set_state(s, FIT_STORE_READY);
-    } else if (strcmp(kind, "message") == 0 && r->element[2]->str && s->opt.on_message) {
-        s->opt.on_message(s, r->element[2]->str, r->element[2]->len, s->opt.on_message_data);
+    } else if (strcmp(kind, "message") == 0 && r->element[1]->str && r->element[2]->str &&
+               s->opt.on_message) {
+        s->opt.on_message(s, r->element[1]->str, r->element[2]->str, r->element[2]->len,
+                          s->opt.on_message_data);
     }
 }
 
@@ -242,7 +244,14 @@ static void connect_cb(const redisAsyncContext *ac, int status)
     }
     if (s->opt.subscribe) {
         set_state(s, FIT_STORE_LOADING);
-        redisAsyncCommand(s->ac, subscribe_cb, s, "SUBSCRIBE %s", s->opt.subscribe);
+        char chans[256];
+        const char *argv[9] = {"SUBSCRIBE"};
+        int argc = 1;
+        snprintf(chans, sizeof(chans), "%s", s->opt.subscribe);
+        for (char *save = NULL, *c = strtok_r(chans, " ", &save); c && argc < 9;
+             c = strtok_r(NULL, " ", &save))
+            argv[argc++] = c;
+        redisAsyncCommandArgv(s->ac, subscribe_cb, s, argc, argv, NULL);
         return;
     }
     load_functions(s);
@@ -254,8 +263,7 @@ static void disconnect_cb(const redisAsyncContext *ac, int status)
     s->ac = NULL;
     s->reconnects++;
     if (status != REDIS_OK && !s->last_error[0])
-        snprintf(s->last_error, sizeof(s->last_error), "Redis connection lost: %.80s",
-                 ac->errstr);
+        snprintf(s->last_error, sizeof(s->last_error), "Redis connection lost: %.80s", ac->errstr);
     if (s->state != FIT_STORE_CLOSED && s->state != FIT_STORE_DISCONNECTED)
         set_state(s, FIT_STORE_DISCONNECTED);
 }

@@ -12,7 +12,7 @@
  * (re)connect, so a Redis that restarted empty is usable again at once.
  *
  * A store made with opt.subscribe set is a pub/sub connection instead: it
- * loads nothing, SUBSCRIBEs to that channel on every (re)connect (so it
+ * loads nothing, SUBSCRIBEs to those channels on every (re)connect (so it
  * resubscribes by itself after a Redis restart), is READY once Redis has
  * confirmed, and hands each message to opt.on_message. It takes no commands.
  *
@@ -44,10 +44,11 @@ typedef struct fit_store_req fit_store_req;
 struct fit_store;
 
 typedef struct {
-    char address[256];          /* "redis://host:port", "host:port" or a Unix socket path */
-    const char *subscribe;      /* pub/sub mode: the channel (static string), else NULL */
-    /* pub/sub mode: one published message (payload borrowed for the call). */
-    void (*on_message)(struct fit_store *store, const char *payload, size_t len, void *data);
+    char address[256];     /* "redis://host:port", "host:port" or a Unix socket path */
+    const char *subscribe; /* pub/sub mode: channels, space-separated (static string), else NULL */
+    /* pub/sub mode: one published message (channel and payload borrowed for the call). */
+    void (*on_message)(struct fit_store *store, const char *channel, const char *payload,
+                       size_t len, void *data);
     void *on_message_data;
     uint32_t connect_timeout_ms; /* default 2000 */
     uint32_t command_timeout_ms; /* default 5000 */
@@ -79,8 +80,8 @@ typedef struct fit_store {
  * Functions library source (borrowed; must outlive the store). Returns 0 or
  * FIT_EINVALID_VALUE (bad address).
  */
-int fit_store_init(fit_store *store, uv_loop_t *loop, const fit_store_options *opt,
-                   const char *lua, size_t lua_len);
+int fit_store_init(fit_store *store, uv_loop_t *loop, const fit_store_options *opt, const char *lua,
+                   size_t lua_len);
 
 /*
  * Sends a command given as argv (binary-safe; argvlen may be NULL for C
@@ -101,7 +102,8 @@ int fit_store_ready(const fit_store *store);
  */
 void fit_store_close(fit_store *store, void (*on_closed)(fit_store *store));
 
-/* Logical shard of a user or event id: FNV-1a 32-bit of the id, mod shards (DESIGN.md decision 3). */
+/* Logical shard of a user or event id: FNV-1a 32-bit of the id, mod shards (DESIGN.md decision 3).
+ */
 unsigned fit_shard_of(const char *id, unsigned shards);
 
 #endif
