@@ -32,9 +32,14 @@ typedef struct {
     const char *dflt;
 } key_spec;
 
-#define INT_KEY(k, field, lo, hi, d) {k, T_INT, offsetof(fit_config, field), 0, lo, hi, d}
+#define INT_KEY(k, field, lo, hi, d)                                                               \
+    {                                                                                              \
+        k, T_INT, offsetof(fit_config, field), 0, lo, hi, d                                        \
+    }
 #define STR_KEY(k, field, d)                                                                       \
-    {k, T_STR, offsetof(fit_config, field), sizeof(((fit_config *)0)->field), 0, 0, d}
+    {                                                                                              \
+        k, T_STR, offsetof(fit_config, field), sizeof(((fit_config *)0)->field), 0, 0, d           \
+    }
 
 static const key_spec schema[] = {
     STR_KEY("host", host, "0.0.0.0"),
@@ -202,11 +207,13 @@ int fit_config_load(fit_config *cfg, int argc, char **argv, char *err, size_t er
             return rc;
     snprintf(cfg->config_path, sizeof(cfg->config_path), "%s/fitsync.json", FITSYNC_CONFIG_DIR);
 
-    static const struct option longopts[] = {
-        {"config", required_argument, NULL, 'c'},  {"port", required_argument, NULL, 'p'},
-        {"redis", required_argument, NULL, 'r'},   {"data-dir", required_argument, NULL, 'd'},
-        {"demo-token", no_argument, NULL, 't'},    {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0}};
+    static const struct option longopts[] = {{"config", required_argument, NULL, 'c'},
+                                             {"port", required_argument, NULL, 'p'},
+                                             {"redis", required_argument, NULL, 'r'},
+                                             {"data-dir", required_argument, NULL, 'd'},
+                                             {"demo-token", no_argument, NULL, 't'},
+                                             {"help", no_argument, NULL, 'h'},
+                                             {NULL, 0, NULL, 0}};
     const char *flag_port = NULL, *flag_redis = NULL, *flag_data = NULL;
     int c;
     optind = 1;
@@ -245,8 +252,8 @@ int fit_config_load(fit_config *cfg, int argc, char **argv, char *err, size_t er
     /* Layer 1: the file. */
     char *slash = strrchr(cfg->config_path, '/');
     if (slash)
-        snprintf(cfg->config_dir, sizeof(cfg->config_dir), "%.*s",
-                 (int)(slash - cfg->config_path), cfg->config_path);
+        snprintf(cfg->config_dir, sizeof(cfg->config_dir), "%.*s", (int)(slash - cfg->config_path),
+                 cfg->config_path);
     else
         snprintf(cfg->config_dir, sizeof(cfg->config_dir), ".");
     json_t *doc;

@@ -40,11 +40,11 @@ typedef struct {
     int max_batch;         /* items per upload batch */
     int max_age_weeks;     /* acceptance window; 0 = unlimited */
     int future_tolerance_s;
-    int max_queue_bytes; /* per-connection send queue bound */
+    int max_queue_bytes;     /* per-connection send queue bound */
     int sync_window_days;    /* how long the change log keeps entries (cursors stay valid) */
     int rate_messages_per_s; /* token bucket refill per connection */
     int rate_burst;          /* token bucket size */
-    char timezone[8];    /* the programme's UTC offset, "+08:00" */
+    char timezone[8];        /* the programme's UTC offset, "+08:00" */
     int timezone_offset_min;
     char districts_file[FIT_PATH_MAX];
     char age_bands_file[FIT_PATH_MAX];

@@ -243,9 +243,9 @@ void fit_h_summary_upload(fit_session *s, fit_request *req)
 /* activity.update                                                     */
 
 /* Fields an update may change; null removes an optional one. */
-static const char *const update_fields[] = {"type", "start", "duration_s", "end", "intensity",
-                                            "met", "distance_m", "steps", "strength", "balance",
-                                            NULL};
+static const char *const update_fields[] = {"type",      "start",   "duration_s", "end",
+                                            "intensity", "met",     "distance_m", "steps",
+                                            "strength",  "balance", NULL};
 
 typedef struct {
     fit_pending *p;
@@ -304,7 +304,8 @@ static void update_current(int err, int64_t rev, const char *doc, int deleted, v
         return;
     }
     if (rev == 0) {
-        fit_session_send_error(s, re, FIT_ENOT_FOUND, "client_id", "no activity with this client_id");
+        fit_session_send_error(s, re, FIT_ENOT_FOUND, "client_id",
+                               "no activity with this client_id");
         update_free(u);
         return;
     }
@@ -510,8 +511,8 @@ void fit_h_summary_delete(fit_session *s, fit_request *req)
     fit_date_format(dt, d->date);
     snprintf(d->source, sizeof(d->source), "%s", source);
     snprintf(d->id, sizeof(d->id), "%s|%s", d->date, source);
-    int rc = fit_ops_summary_delete(&s->srv->ops, d->p->user, d->p->device, dt, source,
-                                    delete_done, d);
+    int rc =
+        fit_ops_summary_delete(&s->srv->ops, d->p->user, d->p->device, dt, source, delete_done, d);
     if (rc)
         delete_send_failed(d, rc);
 }

@@ -46,15 +46,13 @@ void fit_push_change(fit_server *srv, const char *user, fit_session *from, const
 void fit_push_progress(fit_server *srv, const char *user, const char *const *weeks, size_t n);
 
 /* Sends a conflict error carrying the current item. */
-void fit_reply_conflict(fit_session *s, const char *re, const char *client_id,
-                        const fit_change *c);
+void fit_reply_conflict(fit_session *s, const char *re, const char *client_id, const fit_change *c);
 
 /* Reads an optional integer field >= min; returns 0 and *present, or replies an error. */
 int fit_get_int_field(fit_session *s, const fit_request *req, const char *field, int64_t min,
                       int64_t max, int64_t *out, int *present);
 /* Reads a required string field that must be an id ([A-Za-z0-9._:@-], 1..max). */
-const char *fit_get_id_field(fit_session *s, const fit_request *req, const char *field,
-                             size_t max);
+const char *fit_get_id_field(fit_session *s, const fit_request *req, const char *field, size_t max);
 
 /* The handlers. */
 void fit_h_activity_upload(fit_session *s, fit_request *req);

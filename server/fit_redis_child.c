@@ -47,8 +47,9 @@ static void exit_cb(uv_process_t *p, int64_t status, int sig)
 {
     fit_redis_child *c = p->data;
     if (!c->stopping && !c->no_restart) {
-        fprintf(stderr, "fitsyncd: embedded redis-server exited (status %lld, signal %d); "
-                        "restarting in %u ms\n",
+        fprintf(stderr,
+                "fitsyncd: embedded redis-server exited (status %lld, signal %d); "
+                "restarting in %u ms\n",
                 (long long)status, sig, c->backoff_ms);
         c->restarts++;
         uv_timer_start(&c->restart_timer, restart_cb, c->backoff_ms, 0);
@@ -59,8 +60,8 @@ static void exit_cb(uv_process_t *p, int64_t status, int sig)
 
 static int spawn(fit_redis_child *c)
 {
-    char *args[] = {c->bin,       c->conf,         "--unixsocket", c->sock, "--port", "0",
-                    "--dir",      c->dir,          "--daemonize",  "no",    NULL};
+    char *args[] = {c->bin,  c->conf, "--unixsocket", c->sock, "--port", "0",
+                    "--dir", c->dir,  "--daemonize",  "no",    NULL};
     uv_stdio_container_t stdio[3] = {{.flags = UV_IGNORE},
                                      {.flags = UV_INHERIT_FD, .data.fd = 2},
                                      {.flags = UV_INHERIT_FD, .data.fd = 2}};
@@ -75,7 +76,8 @@ static int spawn(fit_redis_child *c)
     c->proc.data = c;
     int rc = uv_spawn(c->loop, &c->proc, &opt);
     if (rc != 0) {
-        fprintf(stderr, "fitsyncd: cannot start %s: %s (install redis-server or set redis.address)\n",
+        fprintf(stderr,
+                "fitsyncd: cannot start %s: %s (install redis-server or set redis.address)\n",
                 c->bin, uv_strerror(rc));
         /* uv_spawn leaves the handle initialised on failure; it must still be closed. */
         c->running = 1;

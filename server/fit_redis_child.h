@@ -18,7 +18,7 @@ typedef struct fit_redis_child {
     uv_process_t proc;
     uv_timer_t restart_timer;
     char bin[512], conf[512], dir[512], sock[108];
-    int running;  /* the process handle is live */
+    int running;    /* the process handle is live */
     int stopping;   /* stopped for good */
     int no_restart; /* shutting down: an exit is not restarted */
     uint64_t restarts;

@@ -28,16 +28,17 @@ int main(int argc, char **argv)
         exit_code = 1;
         fit_server_stop(&srv);
     } else {
-        fprintf(stderr, "fitsyncd %s: listening on ws://%s:%d (subprotocol %s), health at "
-                        "http://%s:%d/healthz\n",
+        fprintf(stderr,
+                "fitsyncd %s: listening on ws://%s:%d (subprotocol %s), health at "
+                "http://%s:%d/healthz\n",
                 FITSYNC_VERSION, strcmp(cfg.host, "0.0.0.0") ? cfg.host : "127.0.0.1", cfg.port,
                 FIT_SUBPROTOCOL, strcmp(cfg.host, "0.0.0.0") ? cfg.host : "127.0.0.1", cfg.port);
         fprintf(stderr, "fitsyncd: data in %s, Redis %s\n", cfg.data_dir,
                 cfg.redis_address[0] ? cfg.redis_address : "embedded (supervised child)");
         if (cfg.demo_token) {
             char *tok = NULL;
-            if (fit_token_mint("demo", "member", (int64_t)time(NULL) + 7 * 86400, NULL,
-                               srv.secret, strlen(srv.secret), &tok) == 0) {
+            if (fit_token_mint("demo", "member", (int64_t)time(NULL) + 7 * 86400, NULL, srv.secret,
+                               strlen(srv.secret), &tok) == 0) {
                 printf("member token for user \"demo\" (valid 7 days):\n%s\n", tok);
                 fflush(stdout);
                 free(tok);

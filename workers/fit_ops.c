@@ -175,8 +175,8 @@ static void change_done(redisReply *r, const char *errstr, void *data)
         } else {
             ch.cursor = str_el(r, 1);
         }
-        for (size_t i = first_week; ch.cursor && i < r->elements && ch.nweeks < 2 * FIT_MAX_SEGMENTS;
-             i++)
+        for (size_t i = first_week;
+             ch.cursor && i < r->elements && ch.nweeks < 2 * FIT_MAX_SEGMENTS; i++)
             if (str_el(r, i))
                 ch.weeks[ch.nweeks++] = str_el(r, i);
     }
@@ -206,8 +206,7 @@ static void args_segments(args_t *a, const fit_activity *act)
         arg(a, g->date_str);
         arg(a, g->week);
         argf(a, "[%lld,%lld,%d,%d,%d,%lld,%.1f]", (long long)g->start_ms, (long long)g->end_ms,
-             (int)act->intensity, act->strength, act->balance, (long long)g->steps,
-             g->distance_m);
+             (int)act->intensity, act->strength, act->balance, (long long)g->steps, g->distance_m);
     }
 }
 
@@ -246,8 +245,7 @@ int fit_ops_activity_update(const fit_ops *ops, const char *user, const char *de
 }
 
 int fit_ops_activity_delete(const fit_ops *ops, const char *user, const char *device,
-                            const char *client_id, int64_t base_rev, fit_change_cb *cb,
-                            void *data)
+                            const char *client_id, int64_t base_rev, fit_change_cb *cb, void *data)
 {
     change_ctx *c = change_ctx_new(cb, data, CHANGE_ACTIVITY, "fit_activity_delete");
     if (!c)

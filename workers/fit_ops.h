@@ -73,8 +73,7 @@ int fit_ops_activity_update(const fit_ops *ops, const char *user, const char *de
 
 /* Deletes a session (a tombstone stays); base_rev < 0 deletes whatever rev is current. */
 int fit_ops_activity_delete(const fit_ops *ops, const char *user, const char *device,
-                            const char *client_id, int64_t base_rev, fit_change_cb *cb,
-                            void *data);
+                            const char *client_id, int64_t base_rev, fit_change_cb *cb, void *data);
 
 /* The stored session: rev 0 if it does not exist; doc NULL for a tombstone. */
 typedef void fit_item_cb(int err, int64_t rev, const char *doc, int deleted, void *data);
