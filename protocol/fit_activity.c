@@ -39,7 +39,8 @@ static int check_known(const json_t *item, const char *const *known, fit_field_e
             if (strcmp(*k, key) == 0)
                 ok = 1;
         if (!ok)
-            return fit_field_error_set(err, FIT_EUNKNOWN_FIELD, key, "unknown field \"%.80s\"", key);
+            return fit_field_error_set(err, FIT_EUNKNOWN_FIELD, key, "unknown field \"%.80s\"",
+                                       key);
     }
     return 0;
 }
@@ -98,9 +99,8 @@ static int get_integer(const json_t *item, const char *key, int required, int64_
         return fit_field_error_set(err, FIT_EINVALID_TYPE, key, "%s must be a whole number", key);
     json_int_t i = json_integer_value(v);
     if (i < lo || i > hi)
-        return fit_field_error_set(err, FIT_EINVALID_VALUE, key,
-                                   "%s must be within %lld..%lld", key, (long long)lo,
-                                   (long long)hi);
+        return fit_field_error_set(err, FIT_EINVALID_VALUE, key, "%s must be within %lld..%lld",
+                                   key, (long long)lo, (long long)hi);
     *out = i;
     *present = 1;
     return 0;
@@ -182,9 +182,9 @@ static void split_days(fit_activity *a)
     }
 }
 
-static const char *const activity_fields[] = {"client_id", "type",     "start",    "duration_s",
+static const char *const activity_fields[] = {"client_id", "type",      "start",   "duration_s",
                                               "end",       "intensity", "met",     "distance_m",
-                                              "steps",     "strength", "balance", NULL};
+                                              "steps",     "strength",  "balance", NULL};
 
 int fit_activity_parse(const json_t *item, const fit_rules *r, fit_activity *out,
                        fit_field_error *err)
@@ -295,10 +295,9 @@ void fit_activity_clear(fit_activity *a)
     a->doc = NULL;
 }
 
-static const char *const summary_fields[] = {"date",         "utc_offset",   "source",
-                                             "recorded_at",  "moderate_min", "vigorous_min",
-                                             "light_min",    "steps",        "distance_m",
-                                             NULL};
+static const char *const summary_fields[] = {
+    "date",         "utc_offset", "source", "recorded_at", "moderate_min",
+    "vigorous_min", "light_min",  "steps",  "distance_m",  NULL};
 
 int fit_summary_parse(const json_t *item, const fit_rules *r, fit_summary *out,
                       fit_field_error *err)
@@ -452,7 +451,8 @@ int fit_profile_parse(const json_t *obj, int current_year, fit_profile *out, fit
         out->has_display_name = 1;
         if ((rc = get_string(obj, "display_name", 0, &s, err)))
             return rc;
-        if (s && (utf8_chars(s) < 1 || utf8_chars(s) > 40 || strlen(s) >= sizeof(out->display_name)))
+        if (s &&
+            (utf8_chars(s) < 1 || utf8_chars(s) > 40 || strlen(s) >= sizeof(out->display_name)))
             return fit_field_error_set(err, FIT_EINVALID_VALUE, "display_name",
                                        "display_name must be 1..40 characters");
         for (const char *p = s; p && *p; p++)

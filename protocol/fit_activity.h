@@ -47,9 +47,9 @@ typedef struct {
 typedef struct {
     char client_id[FIT_CLIENT_ID_MAX + 1];
     char type[FIT_ACTIVITY_TYPE_MAX + 1];
-    int64_t start_ms, end_ms; /* UTC ms */
-    int offset_min;           /* the start timestamp's own UTC offset */
-    fit_intensity intensity;  /* resolved: device, else MET, else the type's Compendium MET */
+    int64_t start_ms, end_ms;     /* UTC ms */
+    int offset_min;               /* the start timestamp's own UTC offset */
+    fit_intensity intensity;      /* resolved: device, else MET, else the type's Compendium MET */
     const char *intensity_source; /* "device", "met" or "type" (static string) */
     double met;                   /* as sent, 0 if not */
     int64_t steps;                /* -1 if not sent */

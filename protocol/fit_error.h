@@ -12,7 +12,7 @@
 /* X(ENUM, wire name, retryable, default message) */
 #define FIT_ERRNO_MAP(X)                                                                           \
     X(BAD_JSON, "bad_json", 0, "message is not valid JSON text")                                   \
-    X(BAD_MESSAGE, "bad_message", 0, "message is not a JSON object with a string \"type\"")         \
+    X(BAD_MESSAGE, "bad_message", 0, "message is not a JSON object with a string \"type\"")        \
     X(UNKNOWN_TYPE, "unknown_type", 0, "unknown message type")                                     \
     X(MISSING_FIELD, "missing_field", 0, "a required field is missing")                            \
     X(INVALID_TYPE, "invalid_type", 0, "a field has the wrong JSON type")                          \
@@ -35,11 +35,11 @@
     X(UNAVAILABLE, "unavailable", 1, "storage is unavailable; retry later")                        \
     X(INTERNAL, "internal", 1, "internal error")                                                   \
     X(NOMEM, "no_memory", 1, "out of memory")                                                      \
-    X(IO, "io_error", 0, "file or system error")                                                  \
+    X(IO, "io_error", 0, "file or system error")                                                   \
     X(NOT_FOUND, "not_found", 0, "no such item")                                                   \
     X(RESYNC_REQUIRED, "resync_required", 0,                                                       \
       "cursor is older than the change log window; call sync.snapshot")                            \
-    X(RATE_LIMITED, "rate_limited", 1, "too many messages; retry after retry_after_ms")         \
+    X(RATE_LIMITED, "rate_limited", 1, "too many messages; retry after retry_after_ms")            \
     X(TOO_MANY_SUBSCRIPTIONS, "too_many_subscriptions", 0,                                         \
       "this connection holds the most leaderboard subscriptions allowed")
 
@@ -49,7 +49,7 @@ typedef enum {
     FIT__FIRST = -1000,
     FIT_ERRNO_MAP(FIT__ENUM)
 #undef FIT__ENUM
-    FIT__LAST
+        FIT__LAST
 } fit_errno;
 
 /* Wire name of an error code ("invalid_value"); "internal" for unknown codes. Static string. */
@@ -72,7 +72,8 @@ typedef struct {
     char message[192];
 } fit_field_error;
 
-/* Fills err and returns err->code (always negative). printf-style message; NULL uses the default. */
+/* Fills err and returns err->code (always negative). printf-style message; NULL uses the default.
+ */
 int fit_field_error_set(fit_field_error *err, int code, const char *field, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 

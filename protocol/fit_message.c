@@ -69,9 +69,9 @@ json_t *fit_item_error(size_t index, const char *prefix, const fit_field_error *
         snprintf(field, sizeof(field), "%s[%zu].%s", prefix, index, err->field);
     else
         snprintf(field, sizeof(field), "%s[%zu]", prefix, index);
-    json_t *o = json_pack("{s:I, s:s, s:s, s:s, s:s}", "index", (json_int_t)index, "status",
-                          "error", "code", fit_err_name(err->code), "field", field, "message",
-                          err->message);
+    json_t *o =
+        json_pack("{s:I, s:s, s:s, s:s, s:s}", "index", (json_int_t)index, "status", "error",
+                  "code", fit_err_name(err->code), "field", field, "message", err->message);
     if (fit_err_retryable(err->code))
         json_object_set_new(o, "retryable", json_true());
     return o;

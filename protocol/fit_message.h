@@ -16,7 +16,8 @@
 
 #define FIT_MESSAGE_ID_MAX 64
 
-/* A parsed request. root is a new reference (free with fit_request_clear); type/id borrow from it. */
+/* A parsed request. root is a new reference (free with fit_request_clear); type/id borrow from it.
+ */
 typedef struct {
     json_t *root;
     const char *type;

@@ -31,7 +31,8 @@ int fit_met_table_load(fit_met_table *t, const json_t *doc, char *errbuf, size_t
         if (!type || !*type || strlen(type) > FIT_ACTIVITY_TYPE_MAX || !code ||
             strlen(code) >= sizeof(t->entries[i].code) || !json_is_number(met) ||
             json_number_value(met) <= 0 || json_number_value(met) > 25) {
-            snprintf(errbuf, errlen, "met table: activities[%zu] needs type, code and met in (0, 25]", i);
+            snprintf(errbuf, errlen,
+                     "met table: activities[%zu] needs type, code and met in (0, 25]", i);
             fit_met_table_free(t);
             return FIT_EINVALID_VALUE;
         }

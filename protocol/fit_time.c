@@ -118,8 +118,8 @@ int fit_date_parse(const char *s, fit_date *out)
 
 void fit_date_format(fit_date d, char *buf)
 {
-    snprintf(buf, FIT_DATE_LEN, "%04u-%02u-%02u", (unsigned)d.year % 10000u, (unsigned)d.month % 100u,
-             (unsigned)d.day % 100u);
+    snprintf(buf, FIT_DATE_LEN, "%04u-%02u-%02u", (unsigned)d.year % 10000u,
+             (unsigned)d.month % 100u, (unsigned)d.day % 100u);
 }
 
 int fit_time_parse(const char *s, int64_t *utc_ms, int *offset_min)
@@ -160,8 +160,8 @@ int fit_time_parse(const char *s, int64_t *utc_ms, int *offset_min)
     int rc = fit_offset_parse(p, &off);
     if (rc != 0)
         return rc;
-    int64_t local_ms = fit_days_from_civil(d) * FIT_MS_PER_DAY +
-                       ((int64_t)hh * 3600 + mi * 60 + ss) * 1000 + ms;
+    int64_t local_ms =
+        fit_days_from_civil(d) * FIT_MS_PER_DAY + ((int64_t)hh * 3600 + mi * 60 + ss) * 1000 + ms;
     *utc_ms = local_ms - (int64_t)off * FIT_MS_PER_MIN;
     *offset_min = off;
     return 0;
@@ -184,8 +184,8 @@ void fit_time_format(int64_t utc_ms, int offset_min, char *buf, size_t len)
         snprintf(off, sizeof(off), "%c%02d:%02d", offset_min < 0 ? '-' : '+', (a / 60) % 100,
                  a % 60);
     }
-    snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d%s%s", d.year % 10000, d.month, d.day, hh,
-             mi, ss, frac, off);
+    snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d%s%s", d.year % 10000, d.month, d.day, hh, mi,
+             ss, frac, off);
 }
 
 fit_date fit_local_date(int64_t utc_ms, int offset_min)

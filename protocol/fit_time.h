@@ -54,7 +54,8 @@ int fit_weekday(fit_date d);
  */
 int fit_time_parse(const char *s, int64_t *utc_ms, int *offset_min);
 
-/* Formats an instant in the given offset as "YYYY-MM-DDTHH:MM:SS[.mmm]+hh:mm" ("Z" for 0). buf >= 32. */
+/* Formats an instant in the given offset as "YYYY-MM-DDTHH:MM:SS[.mmm]+hh:mm" ("Z" for 0). buf
+ * >= 32. */
 void fit_time_format(int64_t utc_ms, int offset_min, char *buf, size_t len);
 
 /* Parses "+hh:mm" / "-hh:mm" / "Z". Returns 0, FIT_EINVALID_VALUE or FIT_EBAD_OFFSET. */

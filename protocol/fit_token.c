@@ -156,8 +156,8 @@ int fit_token_mint(const char *sub, const char *role, int64_t exp_s, const char 
     if (!sub || !fit_id_valid(sub, 64) || fit_role_parse(role) < 0 ||
         (event && !fit_id_valid(event, 64)))
         return FIT_EINVALID_VALUE;
-    json_t *claims = json_pack("{s:s, s:s, s:I}", "sub", sub, "role", role, "exp",
-                               (json_int_t)exp_s);
+    json_t *claims =
+        json_pack("{s:s, s:s, s:I}", "sub", sub, "role", role, "exp", (json_int_t)exp_s);
     if (event)
         json_object_set_new(claims, "event", json_string(event));
     char *payload = json_dumps(claims, JSON_COMPACT | JSON_SORT_KEYS);

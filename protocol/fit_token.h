@@ -20,7 +20,7 @@ typedef enum { FIT_ROLE_MEMBER = 0, FIT_ROLE_HOST, FIT_ROLE_STAFF, FIT_ROLE_MARS
 typedef struct {
     char sub[65];
     fit_role role;
-    int64_t exp_s; /* UTC seconds */
+    int64_t exp_s;  /* UTC seconds */
     char event[65]; /* optional "event" claim (hosts/marshals); "" if absent */
 } fit_token_claims;
 

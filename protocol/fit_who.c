@@ -70,8 +70,8 @@ int fit_who_targets_load(fit_who_targets *t, const json_t *doc, char *errbuf, si
         else if (get_int(o, "balance_days", 0, &g->balance_days) || g->balance_days > 7)
             bad = ".balance_days";
         if (bad) {
-            snprintf(errbuf, errlen, "who targets: bands.%s%s is missing or invalid",
-                     band_names[b], bad);
+            snprintf(errbuf, errlen, "who targets: bands.%s%s is missing or invalid", band_names[b],
+                     bad);
             return FIT_EINVALID_VALUE;
         }
         g->measure = strcmp(measure, "mvpa") == 0 ? FIT_MEASURE_MVPA : FIT_MEASURE_EQUIVALENT;
@@ -137,13 +137,12 @@ json_t *fit_week_status_json(const fit_week_status *s)
         char date[FIT_DATE_LEN];
         fit_date_format(d->date, date);
         json_array_append_new(
-            days, json_pack("{s:s, s:i, s:i, s:i, s:i, s:i, s:b, s:b, s:I, s:f}", "date", date,
-                            "moderate_min", d->moderate_min, "vigorous_min", d->vigorous_min,
-                            "light_min", d->light_min, "mvpa_min",
-                            d->moderate_min + d->vigorous_min, "equivalent_min",
-                            d->moderate_min + 2 * d->vigorous_min, "strength", d->strength,
-                            "balance", d->balance, "steps", (json_int_t)d->steps, "distance_m",
-                            d->distance_m));
+            days,
+            json_pack("{s:s, s:i, s:i, s:i, s:i, s:i, s:b, s:b, s:I, s:f}", "date", date,
+                      "moderate_min", d->moderate_min, "vigorous_min", d->vigorous_min, "light_min",
+                      d->light_min, "mvpa_min", d->moderate_min + d->vigorous_min, "equivalent_min",
+                      d->moderate_min + 2 * d->vigorous_min, "strength", d->strength, "balance",
+                      d->balance, "steps", (json_int_t)d->steps, "distance_m", d->distance_m));
     }
     const fit_who_target *g = &s->target;
     json_t *target = json_pack(
@@ -156,11 +155,11 @@ json_t *fit_week_status_json(const fit_week_status *s)
     return json_pack("{s:s, s:s, s:o, s:i, s:i, s:i, s:i, s:i, s:b, s:b, s:b, s:i, s:i, s:i, "
                      "s:i, s:I, s:f, s:o}",
                      "week", s->week, "band", fit_band_name(s->band), "target", target,
-                     "moderate_min", s->moderate_min, "vigorous_min", s->vigorous_min,
-                     "light_min", s->light_min, "mvpa_min", s->mvpa_min, "equivalent_min",
-                     s->equivalent_min, "aerobic_met", s->aerobic_met, "guideline_met",
-                     s->guideline_met, "additional_benefit", s->additional_benefit,
-                     "active_days", s->active_days, "vigorous_days", s->vigorous_days,
-                     "strength_days", s->strength_days, "balance_days", s->balance_days,
-                     "steps", (json_int_t)s->steps, "distance_m", s->distance_m, "days", days);
+                     "moderate_min", s->moderate_min, "vigorous_min", s->vigorous_min, "light_min",
+                     s->light_min, "mvpa_min", s->mvpa_min, "equivalent_min", s->equivalent_min,
+                     "aerobic_met", s->aerobic_met, "guideline_met", s->guideline_met,
+                     "additional_benefit", s->additional_benefit, "active_days", s->active_days,
+                     "vigorous_days", s->vigorous_days, "strength_days", s->strength_days,
+                     "balance_days", s->balance_days, "steps", (json_int_t)s->steps, "distance_m",
+                     s->distance_m, "days", days);
 }

@@ -35,13 +35,13 @@ typedef enum {
 
 /* Which weekly figure the aerobic target is measured in. */
 typedef enum {
-    FIT_MEASURE_MVPA = 0,   /* moderate + vigorous minutes */
-    FIT_MEASURE_EQUIVALENT  /* moderate + 2 x vigorous minutes */
+    FIT_MEASURE_MVPA = 0,  /* moderate + vigorous minutes */
+    FIT_MEASURE_EQUIVALENT /* moderate + 2 x vigorous minutes */
 } fit_measure;
 
 typedef struct {
-    int min_age, max_age;       /* inclusive; max_age -1 = no upper bound; unused for pregnancy */
-    int aerobic_min;            /* minutes per ISO week */
+    int min_age, max_age; /* inclusive; max_age -1 = no upper bound; unused for pregnancy */
+    int aerobic_min;      /* minutes per ISO week */
     fit_measure measure;
     int additional_benefit_min; /* 0 = not defined for this band */
     int vigorous_days;          /* days per week with vigorous minutes; 0 = no requirement */

@@ -36,9 +36,24 @@ static fit_ops ops;
 
 static void redis_start(void)
 {
-    char *argv[] = {"redis-server", "--port", "0", "--unixsocket", sock, "--save", "",
-                    "--appendonly", "no", "--enable-debug-command", "yes", "--daemonize", "no",
-                    "--dir", tmpdir, "--loglevel", "warning", NULL};
+    char *argv[] = {"redis-server",
+                    "--port",
+                    "0",
+                    "--unixsocket",
+                    sock,
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--enable-debug-command",
+                    "yes",
+                    "--daemonize",
+                    "no",
+                    "--dir",
+                    tmpdir,
+                    "--loglevel",
+                    "warning",
+                    NULL};
     assert_int_equal(posix_spawnp(&redis_pid, "redis-server", NULL, NULL, argv, environ), 0);
     for (int i = 0; i < 200 && access(sock, F_OK) != 0; i++)
         usleep(10000);
@@ -95,7 +110,8 @@ static int setup(void **state)
     o.command_timeout_ms = 400;
     o.connect_timeout_ms = 500;
     o.reconnect_max_ms = 200;
-    assert_int_equal(fit_store_init(&store, &loop, &o, fit_functions_lua, fit_functions_lua_len), 0);
+    assert_int_equal(fit_store_init(&store, &loop, &o, fit_functions_lua, fit_functions_lua_len),
+                     0);
     json_t *j = load_config("who.json");
     char err[256];
     assert_int_equal(fit_who_targets_load(&who, j, err, sizeof(err)), 0);
@@ -407,7 +423,6 @@ static void test_shards(void **state)
     assert_int_equal(fit_shard_of("a", 7), 0xe40c292cu % 7);
 }
 
-
 /* ---- issue 3: edits, deletes, the change log ---- */
 
 static fit_activity parse_activity(const char *json)
@@ -454,9 +469,10 @@ static void test_update_and_delete_recompute(void **state)
     assert_int_equal(st.vigorous_min, 30);
 
     /* Edit the walk to end at 07:30: the union shrinks to 60 minutes. */
-    struct put_result r = update_activity("hal", 1,
-                                          "{\"client_id\":\"w\",\"type\":\"walking\","
-                                          "\"start\":\"2026-03-03T07:00:00+08:00\",\"duration_s\":1800}");
+    struct put_result r =
+        update_activity("hal", 1,
+                        "{\"client_id\":\"w\",\"type\":\"walking\","
+                        "\"start\":\"2026-03-03T07:00:00+08:00\",\"duration_s\":1800}");
     assert_int_equal(r.err, 0);
     assert_string_equal(r.status, "updated");
     assert_int_equal(r.rev, 2);
@@ -465,17 +481,20 @@ static void test_update_and_delete_recompute(void **state)
     assert_int_equal(st.vigorous_min, 30);
 
     /* The same edit again (a retry) is a duplicate; an edit on a stale rev is a conflict. */
-    r = update_activity("hal", 1, "{\"client_id\":\"w\",\"type\":\"walking\","
-                                  "\"start\":\"2026-03-03T07:00:00+08:00\",\"duration_s\":1800}");
+    r = update_activity("hal", 1,
+                        "{\"client_id\":\"w\",\"type\":\"walking\","
+                        "\"start\":\"2026-03-03T07:00:00+08:00\",\"duration_s\":1800}");
     assert_string_equal(r.status, "duplicate");
-    r = update_activity("hal", 1, "{\"client_id\":\"w\",\"type\":\"walking\","
-                                  "\"start\":\"2026-03-03T07:00:00+08:00\",\"duration_s\":600}");
+    r = update_activity("hal", 1,
+                        "{\"client_id\":\"w\",\"type\":\"walking\","
+                        "\"start\":\"2026-03-03T07:00:00+08:00\",\"duration_s\":600}");
     assert_int_equal(r.err, FIT_ECONFLICT);
     assert_int_equal(r.rev, 2);
 
     /* Moving the walk to the next week recomputes both weeks. */
-    r = update_activity("hal", 2, "{\"client_id\":\"w\",\"type\":\"walking\","
-                                  "\"start\":\"2026-03-10T07:00:00+08:00\",\"duration_s\":1800}");
+    r = update_activity("hal", 2,
+                        "{\"client_id\":\"w\",\"type\":\"walking\","
+                        "\"start\":\"2026-03-10T07:00:00+08:00\",\"duration_s\":1800}");
     assert_int_equal(r.err, 0);
     assert_int_equal(r.nweeks, 2);
     st = get_week("hal", "2026-W10");
@@ -532,8 +551,9 @@ static void test_change_log(void **state)
 {
     put_activity("ivy", "{\"client_id\":\"a\",\"type\":\"running\","
                         "\"start\":\"2026-03-03T07:00:00+08:00\",\"duration_s\":600}");
-    update_activity("ivy", 1, "{\"client_id\":\"a\",\"type\":\"running\","
-                              "\"start\":\"2026-03-03T07:00:00+08:00\",\"duration_s\":900}");
+    update_activity("ivy", 1,
+                    "{\"client_id\":\"a\",\"type\":\"running\","
+                    "\"start\":\"2026-03-03T07:00:00+08:00\",\"duration_s\":900}");
     put_summary("ivy", "{\"date\":\"2026-03-04\",\"utc_offset\":\"+08:00\",\"source\":\"band\","
                        "\"recorded_at\":\"2026-03-04T20:00:00+08:00\",\"moderate_min\":5,"
                        "\"vigorous_min\":0}");
