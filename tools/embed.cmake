@@ -1,5 +1,23 @@
-# Turns a text file into a C string constant: cmake -DIN= -DOUT= -DNAME= -P embed.cmake
-file(READ "${IN}" hex HEX)
+# Builds the Redis Functions library that fitsyncd embeds, as a C string constant:
+#   cmake -DIN="a.lua;b.lua" -DOUT=out.c -DNAME=symbol -P embed.cmake
+# The first file's "#!lua name=..." line names the library; every file's body
+# (its own shebang line dropped) goes in a do ... end block of its own, so the
+# files' local helpers cannot clash. Redis loads it as one library.
+set(text "")
+set(first TRUE)
+foreach(f IN LISTS IN)
+  file(READ "${f}" body)
+  string(REGEX MATCH "^#![^\n]*\n" shebang "${body}")
+  string(REGEX REPLACE "^#![^\n]*\n" "" body "${body}")
+  if(first)
+    set(text "${shebang}")
+    set(first FALSE)
+  endif()
+  get_filename_component(name "${f}" NAME)
+  string(APPEND text "do -- ${name}\n${body}\nend\n")
+endforeach()
+file(WRITE "${OUT}.lua" "${text}")
+file(READ "${OUT}.lua" hex HEX)
 string(LENGTH "${hex}" n)
 math(EXPR len "${n} / 2")
 string(REGEX REPLACE "([0-9a-f][0-9a-f])" "0x\\1," bytes "${hex}")

@@ -1,0 +1,317 @@
+#!lua name=fitsync_events
+--[[
+Live challenges: a timed team relay (laps at a line, categories, awards) as
+Redis Functions, one event per shard. Every call names the event's meta key
+and derives the rest from it. With E = "fit:{sN}:e:<event>/":
+
+  E.."meta"        hash  doc (the definition as created), kind, state
+                         (scheduled | started | finished), start_ms, dur_ms,
+                         lap_m, min_lap_ms, public ("1"/"0"), cats (JSON ids)
+  E.."team:"<bib>  hash  name, category, laps, last_ms (-1 = none)
+  E.."teams"       set   bibs
+  E.."lap:"<cid>   hash  bib, at (UTC ms, as recorded on the marshal's device),
+                         by (marshal), void ("1"), st (counted | double | late
+                         | early | void), doc (as sent, for idempotency)
+  E.."bl:"<bib>    zset  lap client_id -> at: a team's crossings in time order
+  E.."st:all"      zset  bib -> laps x 2^36 + (2^36 - 1 - ms from start to last lap)
+  E.."st:cat:"<c>  zset  the same per category
+  E.."awards"      hash  bib -> JSON list of awards
+  E.."audit"       list  JSON entries: every start, finish, correction and award
+
+The lap rule: a team's crossings are taken in order of the time recorded on
+the device (never of arrival: offline marshals upload late). A crossing
+counts when it is at or after the official start, at or before start +
+duration, not voided, and at least min_lap_s after the team's previous
+counted crossing; one closer than that is a double scan: kept, flagged, not
+counted. Because a late upload can change which crossings count, a team's
+flags are recomputed from all its crossings on every change. Standings:
+laps (descending), then the time of the last counted lap (earlier first);
+distance = laps x lap_m. Every change announces the boards it touched on
+"fit:lb" ("event:<id>:all", "event:<id>:cat:<c>"), like weekly boards.
+--]]
+
+local TIE = 68719476736 -- 2^36
+
+local function base_of(meta_key)
+    return string.sub(meta_key, 1, -5)
+end
+
+local function event_of(E)
+    return string.match(E, ':e:(.*)/$')
+end
+
+local function now_ms()
+    local t = redis.call('TIME')
+    return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+local function audit(E, entry)
+    entry.t = now_ms()
+    redis.call('RPUSH', E .. 'audit', cjson.encode(entry))
+end
+
+local function meta(E)
+    local m = redis.call('HMGET', E .. 'meta', 'kind', 'state', 'start_ms', 'dur_ms', 'min_lap_ms',
+                         'lap_m', 'public', 'cats')
+    if not m[1] then return nil end
+    return {kind = m[1], state = m[2], start = tonumber(m[3]), dur = tonumber(m[4]),
+            min_lap = tonumber(m[5]), lap_m = tonumber(m[6]), public = m[7], cats = m[8]}
+end
+
+-- Recomputes one team's crossings and its place in the standings.
+local function recompute_team(E, m, bib, touched)
+    local team = redis.call('HMGET', E .. 'team:' .. bib, 'category')
+    if not team[1] then return end
+    local laps, last = 0, -1
+    local crossings = redis.call('ZRANGE', E .. 'bl:' .. bib, 0, -1, 'WITHSCORES')
+    for i = 1, #crossings, 2 do
+        local cid, at = crossings[i], tonumber(crossings[i + 1])
+        local st
+        if redis.call('HGET', E .. 'lap:' .. cid, 'void') == '1' then
+            st = 'void'
+        elseif not m.start or at < m.start then
+            st = 'early'
+        elseif at > m.start + m.dur then
+            st = 'late'
+        elseif last >= 0 and at - last < m.min_lap then
+            st = 'double'
+        else
+            st = 'counted'
+            laps = laps + 1
+            last = at
+        end
+        redis.call('HSET', E .. 'lap:' .. cid, 'st', st)
+    end
+    redis.call('HSET', E .. 'team:' .. bib, 'laps', laps, 'last_ms', last)
+    local rel = last >= 0 and (last - m.start) or (TIE - 1)
+    local score = laps * TIE + (TIE - 1 - math.max(0, math.min(TIE - 1, rel)))
+    if laps == 0 then score = 0 end
+    local id = event_of(E)
+    redis.call('ZADD', E .. 'st:all', score, bib)
+    redis.call('ZADD', E .. 'st:cat:' .. team[1], score, bib)
+    touched['event:' .. id .. ':all'] = true
+    touched['event:' .. id .. ':cat:' .. team[1]] = true
+end
+
+local function publish(touched)
+    local names = {}
+    for k in pairs(touched) do names[#names + 1] = k end
+    if #names > 0 then redis.call('PUBLISH', 'fit:lb', table.concat(names, '\n')) end
+end
+
+local function recompute_all(E, m)
+    local touched = {}
+    for _, bib in ipairs(redis.call('SMEMBERS', E .. 'teams')) do recompute_team(E, m, bib, touched) end
+    publish(touched)
+end
+
+-- fit_event_create. KEYS: meta. ARGV: doc, kind, dur_ms, lap_m, min_lap_ms, public, cats JSON, actor.
+-- Returns "created" | "duplicate" | "conflict".
+local function event_create(keys, args)
+    local E = base_of(keys[1])
+    local cur = redis.call('HGET', E .. 'meta', 'doc')
+    if cur then
+        if cur == args[1] then return 'duplicate' end
+        return 'conflict'
+    end
+    redis.call('HSET', E .. 'meta', 'doc', args[1], 'kind', args[2], 'state', 'scheduled',
+               'dur_ms', args[3], 'lap_m', args[4], 'min_lap_ms', args[5], 'public', args[6],
+               'cats', args[7])
+    audit(E, {op = 'create', by = args[8]})
+    return 'created'
+end
+
+-- fit_team_register. KEYS: meta. ARGV: bib, name, category.
+-- Returns "created" | "duplicate" | "conflict" | "not_found" | "bad_category".
+local function team_register(keys, args)
+    local E = base_of(keys[1])
+    local m = meta(E)
+    if not m then return 'not_found' end
+    local ok = false
+    for _, c in ipairs(cjson.decode(m.cats)) do ok = ok or c == args[3] end
+    if not ok then return 'bad_category' end
+    local cur = redis.call('HMGET', E .. 'team:' .. args[1], 'name', 'category')
+    if cur[1] then
+        if cur[1] == args[2] and cur[2] == args[3] then return 'duplicate' end
+        return 'conflict'
+    end
+    redis.call('HSET', E .. 'team:' .. args[1], 'name', args[2], 'category', args[3], 'laps', 0,
+               'last_ms', -1)
+    redis.call('SADD', E .. 'teams', args[1])
+    local touched = {}
+    recompute_team(E, m, args[1], touched)
+    publish(touched)
+    return 'created'
+end
+
+-- fit_event_start / fit_event_finish. KEYS: meta. ARGV: at_ms (start only), actor.
+-- Returns "ok" | "not_found" | "already" (finish twice).
+local function event_start(keys, args)
+    local E = base_of(keys[1])
+    local m = meta(E)
+    if not m then return 'not_found' end
+    redis.call('HSET', E .. 'meta', 'start_ms', args[1], 'state', 'started')
+    audit(E, {op = 'start', at = tonumber(args[1]), by = args[2]})
+    m.start = tonumber(args[1])
+    recompute_all(E, m)
+    return 'ok'
+end
+
+local function event_finish(keys, args)
+    local E = base_of(keys[1])
+    local m = meta(E)
+    if not m then return 'not_found' end
+    if m.state == 'finished' then return 'already' end
+    redis.call('HSET', E .. 'meta', 'state', 'finished')
+    audit(E, {op = 'finish', by = args[1]})
+    return 'ok'
+end
+
+-- fit_lap_record: a batch of crossings from one marshal; idempotent by client_id.
+-- KEYS: meta. ARGV: marshal, n, then (client_id, bib, at_ms, doc) x n.
+-- Returns the event's state (or "not_found"), then one status per crossing:
+-- counted | double | late | early | void (its flag after recomputing), or
+-- unknown_bib | conflict. A crossing sent again reports its current flag.
+local function lap_record(keys, args)
+    local E = base_of(keys[1])
+    local m = meta(E)
+    if not m then return {'not_found'} end
+    local r, bibs, items = {m.state}, {}, {}
+    local n = tonumber(args[2])
+    for i = 0, n - 1 do
+        local cid, bib, at, doc = args[3 + 4 * i], args[4 + 4 * i], args[5 + 4 * i], args[6 + 4 * i]
+        local cur = redis.call('HMGET', E .. 'lap:' .. cid, 'doc')
+        if cur[1] then
+            items[#items + 1] = (cur[1] == doc) and cid or 'conflict'
+        elseif redis.call('SISMEMBER', E .. 'teams', bib) == 0 then
+            items[#items + 1] = 'unknown_bib'
+        else
+            redis.call('HSET', E .. 'lap:' .. cid, 'bib', bib, 'at', at, 'by', args[1], 'doc', doc)
+            redis.call('ZADD', E .. 'bl:' .. bib, at, cid)
+            bibs[bib] = true
+            items[#items + 1] = cid
+        end
+    end
+    local touched = {}
+    for bib in pairs(bibs) do recompute_team(E, m, bib, touched) end
+    publish(touched)
+    for _, it in ipairs(items) do
+        if it == 'conflict' or it == 'unknown_bib' then
+            r[#r + 1] = it
+        else
+            r[#r + 1] = redis.call('HGET', E .. 'lap:' .. it, 'st')
+        end
+    end
+    return r
+end
+
+-- fit_lap_void / fit_lap_restore: a host's correction, kept in the audit list.
+-- KEYS: meta. ARGV: client_id, reason, actor, "1" (void) | "" (restore).
+-- Returns the crossing's flag after the change, or "not_found".
+local function lap_correct(keys, args)
+    local E = base_of(keys[1])
+    local m = meta(E)
+    local bib = redis.call('HGET', E .. 'lap:' .. args[1], 'bib')
+    if not m or not bib then return 'not_found' end
+    if args[4] == '1' then
+        redis.call('HSET', E .. 'lap:' .. args[1], 'void', '1')
+    else
+        redis.call('HDEL', E .. 'lap:' .. args[1], 'void')
+    end
+    audit(E, {op = args[4] == '1' and 'lap.void' or 'lap.restore', lap = args[1], bib = bib,
+              reason = args[2], by = args[3]})
+    local touched = {}
+    recompute_team(E, m, bib, touched)
+    publish(touched)
+    return redis.call('HGET', E .. 'lap:' .. args[1], 'st')
+end
+
+-- fit_award_assign. KEYS: meta. ARGV: bib, award, actor. Returns "ok" | "duplicate" | "not_found".
+local function award_assign(keys, args)
+    local E = base_of(keys[1])
+    if redis.call('SISMEMBER', E .. 'teams', args[1]) == 0 then return 'not_found' end
+    local list = cjson.decode(redis.call('HGET', E .. 'awards', args[1]) or '[]')
+    for _, a in ipairs(list) do if a == args[2] then return 'duplicate' end end
+    list[#list + 1] = args[2]
+    redis.call('HSET', E .. 'awards', args[1], cjson.encode(list))
+    audit(E, {op = 'award', bib = args[1], award = args[2], by = args[3]})
+    return 'ok'
+end
+
+-- fit_event_get (read-only). KEYS: meta. Returns the meta hash (flat), or {}.
+local function event_get(keys, args)
+    return redis.call('HGETALL', keys[1])
+end
+
+-- fit_event_top (read-only): the top n of a standings key.
+-- KEYS: E.."st:all" or E.."st:cat:<c>". ARGV: n, public_only ("1": refuse a private event).
+-- Returns {size, (bib, score, name, category, laps, last_ms) x n}, or {"private"} / {"not_found"}.
+local function event_top(keys, args)
+    local key = keys[1]
+    local E = string.match(key, '^(.*/)st:')
+    local m = meta(E)
+    if not m then return {'not_found'} end
+    if args[2] == '1' and m.public ~= '1' then return {'private'} end
+    local r = {redis.call('ZCARD', key)}
+    local top = redis.call('ZREVRANGE', key, 0, tonumber(args[1]) - 1, 'WITHSCORES')
+    for i = 1, #top, 2 do
+        local t = redis.call('HMGET', E .. 'team:' .. top[i], 'name', 'category', 'laps', 'last_ms')
+        r[#r + 1] = top[i]
+        r[#r + 1] = top[i + 1]
+        r[#r + 1] = t[1] or ''
+        r[#r + 1] = t[2] or ''
+        r[#r + 1] = t[3] or '0'
+        r[#r + 1] = t[4] or '-1'
+    end
+    return r
+end
+
+-- fit_event_results (read-only): everything a results sheet needs.
+-- KEYS: meta. Returns {meta (flat), {bib, name, category, laps, last_ms, awards JSON} x teams}.
+local function event_results(keys, args)
+    local E = base_of(keys[1])
+    local teams = {}
+    for _, bib in ipairs(redis.call('SMEMBERS', E .. 'teams')) do
+        local t = redis.call('HMGET', E .. 'team:' .. bib, 'name', 'category', 'laps', 'last_ms')
+        teams[#teams + 1] = bib
+        teams[#teams + 1] = t[1]
+        teams[#teams + 1] = t[2]
+        teams[#teams + 1] = t[3]
+        teams[#teams + 1] = t[4]
+        teams[#teams + 1] = redis.call('HGET', E .. 'awards', bib) or '[]'
+    end
+    return {redis.call('HGETALL', keys[1]), teams}
+end
+
+-- fit_event_audit (read-only). KEYS: meta. Returns the audit entries (JSON), oldest first.
+local function event_audit(keys, args)
+    return redis.call('LRANGE', base_of(keys[1]) .. 'audit', 0, -1)
+end
+
+-- fit_event_laps (read-only). KEYS: meta. ARGV: bib. Returns (client_id, at, st, by) x crossings.
+local function event_laps(keys, args)
+    local E = base_of(keys[1])
+    local r = {}
+    for _, cid in ipairs(redis.call('ZRANGE', E .. 'bl:' .. args[1], 0, -1)) do
+        local l = redis.call('HMGET', E .. 'lap:' .. cid, 'at', 'st', 'by')
+        r[#r + 1] = cid
+        r[#r + 1] = l[1]
+        r[#r + 1] = l[2]
+        r[#r + 1] = l[3]
+    end
+    return r
+end
+
+redis.register_function('fit_event_create', event_create)
+redis.register_function('fit_team_register', team_register)
+redis.register_function('fit_event_start', event_start)
+redis.register_function('fit_event_finish', event_finish)
+redis.register_function('fit_lap_record', lap_record)
+redis.register_function('fit_lap_correct', lap_correct)
+redis.register_function('fit_award_assign', award_assign)
+local ro = {'no-writes'}
+redis.register_function{function_name = 'fit_event_get', callback = event_get, flags = ro}
+redis.register_function{function_name = 'fit_event_top', callback = event_top, flags = ro}
+redis.register_function{function_name = 'fit_event_results', callback = event_results, flags = ro}
+redis.register_function{function_name = 'fit_event_audit', callback = event_audit, flags = ro}
+redis.register_function{function_name = 'fit_event_laps', callback = event_laps, flags = ro}
