@@ -128,6 +128,23 @@ int fit_board_parse(const char *name, const fit_board_tables *t, fit_board_name 
                     fit_field_error *err)
 {
     memset(out, 0, sizeof(*out));
+    if (strlen(name) < FIT_BOARD_NAME_MAX && strncmp(name, "event:", 6) == 0) {
+        const char *id = name + 6, *c = strchr(id, ':');
+        if (!c || c - id > 64)
+            return fit_field_error_set(err, FIT_EINVALID_VALUE, "board",
+                                       "event board must look like event:<id>:all or "
+                                       "event:<id>:cat:<category>");
+        snprintf(out->event_id, sizeof(out->event_id), "%.*s", (int)(c - id), id);
+        snprintf(out->scope, sizeof(out->scope), "%s", c + 1);
+        out->event = 1;
+        if (!fit_slug_valid(out->event_id) ||
+            (strcmp(out->scope, "all") != 0 &&
+             (strncmp(out->scope, "cat:", 4) != 0 || !fit_slug_valid(out->scope + 4))))
+            return fit_field_error_set(err, FIT_EINVALID_VALUE, "board",
+                                       "event board must look like event:<id>:all or "
+                                       "event:<id>:cat:<category>");
+        return 0;
+    }
     if (strlen(name) >= FIT_BOARD_NAME_MAX || strncmp(name, "week:", 5) != 0)
         return fit_field_error_set(err, FIT_EINVALID_VALUE, "board",
                                    "board must look like week:2026-W10:all or "
@@ -177,6 +194,10 @@ int fit_board_parse(const char *name, const fit_board_tables *t, fit_board_name 
 
 void fit_board_resolve(fit_board_name *b, const char *current_week, char *buf, size_t len)
 {
+    if (b->event) {
+        snprintf(buf, len, "event:%s:%s", b->event_id, b->scope);
+        return;
+    }
     if (b->current)
         snprintf(b->week, sizeof(b->week), "%s", current_week);
     snprintf(buf, len, "week:%s:%s", b->week, b->scope);

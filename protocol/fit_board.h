@@ -9,6 +9,9 @@
  *   age:<band>           an age band from config/age_bands.json
  *   team:<slug>          a team ([a-z0-9-], 1..40), from the member's profile
  * Scores are equivalent minutes (moderate + 2 x vigorous, WHO 2020).
+ *
+ * An event's standings are "event:<id>:all" or "event:<id>:cat:<category>";
+ * their score is laps (fitsync events, workers/events.lua).
  */
 #ifndef FIT_BOARD_H
 #define FIT_BOARD_H
@@ -64,6 +67,8 @@ int fit_slug_valid(const char *s);
 
 /* A parsed board name. */
 typedef struct {
+    int event; /* an event board: event_id and scope ("all" / "cat:<id>") */
+    char event_id[65];
     int current;             /* the name said "current" */
     char week[FIT_WEEK_LEN]; /* the ISO week (filled in for "current" by fit_board_resolve) */
     char scope[64];          /* "all", "district:wan-chai", ... */

@@ -29,10 +29,25 @@ static int board_field(fit_session *s, fit_request *req, fit_board_name *b, char
         fit_session_send_error(s, req->id, fe.code, fe.field, fe.message);
         return -1;
     }
+    if (!s->authed && !b->event) {
+        fit_session_send_error(s, req->id, FIT_EUNAUTHENTICATED, "board",
+                               "without a token only public event boards can be read");
+        return -1;
+    }
     char week[FIT_WEEK_LEN];
     fit_current_week(s->srv, week);
     fit_board_resolve(b, week, resolved, len);
     return 0;
+}
+
+/* Hosts of the event (and staff) also see private events' boards. */
+static int public_only(const fit_session *s, const fit_board_name *b)
+{
+    if (!s->authed || !b->event)
+        return 1;
+    if (s->claims.role == FIT_ROLE_STAFF)
+        return 0;
+    return !(s->claims.role == FIT_ROLE_HOST && strcmp(s->claims.event, b->event_id) == 0);
 }
 
 typedef struct {
@@ -69,7 +84,11 @@ static void top_reply(int err, const fit_board_entry *e, size_t n, int64_t size,
     board_req *b = data;
     fit_session *s = b->p->s;
     const char *re = fit_pending_re(b->p);
-    if (err) {
+    if (err == FIT_EFORBIDDEN || err == FIT_ENOT_FOUND) {
+        fit_session_send_error(s, re, err, "board",
+                               err == FIT_ENOT_FOUND ? "no such event"
+                                                     : "this event's standings are not public");
+    } else if (err) {
         fit_reply_op_error(s, re, err, "");
     } else if (b->subscribe && !s->wsi) {
         /* The connection closed while we read: nothing to register. */
@@ -132,7 +151,10 @@ static void board_top_request(fit_session *s, fit_request *req, int subscribe)
     b->subscribe = subscribe;
     if (subscribe && fit_board_hub_unsubscribe(&s->srv->hub, s, b->board))
         s->nsubs--; /* subscribing again replaces the old subscription */
-    int rc = fit_board_top(&s->srv->ops, resolved, (size_t)offset, (size_t)limit, top_reply, b);
+    int rc = name.event ? fit_event_board_top(&s->srv->ops, resolved, (size_t)offset, (size_t)limit,
+                                              public_only(s, &name), top_reply, b)
+                        : fit_board_top(&s->srv->ops, resolved, (size_t)offset, (size_t)limit,
+                                        top_reply, b);
     if (rc) {
         fit_reply_op_error(s, req->id, rc, "");
         board_req_free(b);
@@ -205,6 +227,11 @@ void fit_h_rank_get(fit_session *s, fit_request *req)
     char resolved[FIT_BOARD_NAME_MAX];
     if (board_field(s, req, &name, resolved, sizeof(resolved)) != 0)
         return;
+    if (name.event) {
+        fit_session_send_error(s, req->id, FIT_EINVALID_VALUE, "board",
+                               "rank.get is for weekly boards; event standings list every team");
+        return;
+    }
     board_req *b = board_req_new(s, req);
     if (!b)
         return;

@@ -351,10 +351,24 @@ static const handler_spec handlers[] = {
     {"sync.snapshot", 1, fit_h_sync_snapshot, {NULL}},
     {"account.export", 1, fit_h_account_export, {NULL}},
     {"account.delete", 1, fit_h_account_delete, {"confirm", NULL}},
-    {"leaderboard.get", 2, fit_h_leaderboard_get, {"board", "offset", "limit", NULL}},
-    {"leaderboard.subscribe", 2, fit_h_leaderboard_subscribe, {"board", "limit", NULL}},
-    {"leaderboard.unsubscribe", 2, fit_h_leaderboard_unsubscribe, {"board", NULL}},
+    {"leaderboard.get", 0, fit_h_leaderboard_get, {"board", "offset", "limit", NULL}},
+    {"leaderboard.subscribe", 0, fit_h_leaderboard_subscribe, {"board", "limit", NULL}},
+    {"leaderboard.unsubscribe", 0, fit_h_leaderboard_unsubscribe, {"board", NULL}},
     {"rank.get", 1, fit_h_rank_get, {"board", NULL}},
+    {"event.create", 2, fit_h_event_create, {"*", NULL}},
+    {"event.get", 2, fit_h_event_get, {"event", NULL}},
+    {"team.register", 2, fit_h_team_register, {"event", "bib", "name", "category", NULL}},
+    {"team.import", 2, fit_h_team_import, {"event", "csv", NULL}},
+    {"event.start", 2, fit_h_event_start, {"event", "at", NULL}},
+    {"event.finish", 2, fit_h_event_finish, {"event", NULL}},
+    {"lap.record", 2, fit_h_lap_record, {"event", "laps", NULL}},
+    {"lap.void", 2, fit_h_lap_void, {"event", "client_id", "reason", NULL}},
+    {"lap.restore", 2, fit_h_lap_restore, {"event", "client_id", "reason", NULL}},
+    {"award.assign", 2, fit_h_award_assign, {"event", "bib", "award", NULL}},
+    {"event.audit", 2, fit_h_event_audit, {"event", NULL}},
+    {"event.laps", 2, fit_h_event_laps, {"event", "bib", NULL}},
+    {"event.results", 2, fit_h_event_results, {"event", NULL}},
+    {"marshal.token", 2, fit_h_marshal_token, {"event", "marshal", "ttl_s", NULL}},
 };
 
 static int check_fields(fit_session *s, fit_request *req, const handler_spec *h)
@@ -434,8 +448,10 @@ void fit_handle_message(fit_session *s, const char *buf, size_t len)
         fit_session_send_error(s, req.id, FIT_EUNAVAILABLE, "",
                                "server is shutting down; nothing was changed, retry later");
     } else if (h->needs_member && !s->authed) {
+        /* Spectators (no hello) may only read public event boards (fit_h_boards.c). */
         fit_session_send_error(s, req.id, FIT_EUNAUTHENTICATED, "", NULL);
     } else if (h->needs_member == 1 && s->claims.role != FIT_ROLE_MEMBER) {
+        /* Member data belongs to members; hosts, staff and marshals have their own messages. */
         fit_session_send_error(s, req.id, FIT_EFORBIDDEN, "",
                                "only member tokens may use member messages");
     } else if (check_fields(s, &req, h) == 0) {

@@ -70,5 +70,22 @@ void fit_h_leaderboard_get(fit_session *s, fit_request *req);
 void fit_h_leaderboard_subscribe(fit_session *s, fit_request *req);
 void fit_h_leaderboard_unsubscribe(fit_session *s, fit_request *req);
 void fit_h_rank_get(fit_session *s, fit_request *req);
+void fit_h_event_create(fit_session *s, fit_request *req);
+void fit_h_event_get(fit_session *s, fit_request *req);
+void fit_h_team_register(fit_session *s, fit_request *req);
+void fit_h_team_import(fit_session *s, fit_request *req);
+void fit_h_event_start(fit_session *s, fit_request *req);
+void fit_h_event_finish(fit_session *s, fit_request *req);
+void fit_h_lap_record(fit_session *s, fit_request *req);
+void fit_h_lap_void(fit_session *s, fit_request *req);
+void fit_h_lap_restore(fit_session *s, fit_request *req);
+void fit_h_award_assign(fit_session *s, fit_request *req);
+void fit_h_event_audit(fit_session *s, fit_request *req);
+void fit_h_event_laps(fit_session *s, fit_request *req);
+void fit_h_event_results(fit_session *s, fit_request *req);
+void fit_h_marshal_token(fit_session *s, fit_request *req);
+
+/* Final standings of an event from fit_event_results' reply (fit_h_events.c); NULL if none. */
+json_t *fit_event_results_json(const redisReply *r);
 
 #endif

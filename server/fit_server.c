@@ -12,6 +12,7 @@
  */
 #include "fit_server.h"
 #include "fit_error.h"
+#include "fit_handlers.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,28 +26,222 @@ extern const size_t fit_functions_lua_len;
 #define DRAIN_MAX_MS 5000
 
 /* Per-connection user data: lws gives every wsi one of these. */
+/* An HTTP request waiting for Redis; wsi is NULL once the connection has closed. */
+typedef struct {
+    struct lws *wsi;
+    fit_server *srv;
+    char filename[96];
+} http_pending;
+
 struct pss {
     fit_session *session; /* WebSocket */
-    char *body;           /* HTTP: the response body to write */
+    /* HTTP: the response, written in two WRITEABLE callbacks (headers, then body). */
+    char *body;
     size_t body_len;
+    unsigned status;
+    char ctype[48];
+    char filename[96]; /* Content-Disposition attachment name, "" for none */
+    int responding, headers_sent;
+    http_pending *pending;
 };
+
+/* Queues a response (body malloc'd, taken). Returns 0, or -1 to close. */
+static int http_respond(struct lws *wsi, struct pss *p, unsigned status, const char *ctype,
+                        char *body, size_t len)
+{
+    if (!body)
+        return -1;
+    p->body = body;
+    p->body_len = len;
+    p->status = status;
+    p->responding = 1;
+    snprintf(p->ctype, sizeof(p->ctype), "%s", ctype);
+    lws_callback_on_writable(wsi);
+    return 0;
+}
 
 static int http_reply(struct lws *wsi, struct pss *p, unsigned status, json_t *body)
 {
-    unsigned char buf[LWS_PRE + 1024], *start = buf + LWS_PRE, *ptr = start,
-                                       *end = buf + sizeof(buf) - 1;
-    p->body = json_dumps(body, JSON_COMPACT);
+    char *text = json_dumps(body, JSON_COMPACT);
     json_decref(body);
-    if (!p->body)
+    return http_respond(wsi, p, status, "application/json", text, text ? strlen(text) : 0);
+}
+
+static int http_error(struct lws *wsi, struct pss *p, unsigned status, int code, const char *msg)
+{
+    return http_reply(wsi, p, status,
+                      json_pack("{s:s, s:s}", "error", fit_err_name(code), "message", msg));
+}
+
+static int http_write(struct lws *wsi, struct pss *p)
+{
+    if (!p->responding)
+        return 0;
+    if (!p->headers_sent) {
+        unsigned char buf[LWS_PRE + 1024], *start = buf + LWS_PRE, *ptr = start,
+                                           *end = buf + sizeof(buf) - 1;
+        char disp[160];
+        snprintf(disp, sizeof(disp), "attachment; filename=\"%s\"", p->filename);
+        if (lws_add_http_common_headers(wsi, p->status, p->ctype, (lws_filepos_t)p->body_len, &ptr,
+                                        end) ||
+            lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CACHE_CONTROL,
+                                         (const unsigned char *)"no-store", 8, &ptr, end) ||
+            (p->filename[0] && lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CONTENT_DISPOSITION,
+                                                            (const unsigned char *)disp,
+                                                            (int)strlen(disp), &ptr, end)) ||
+            lws_finalize_write_http_header(wsi, start, &ptr, end))
+            return -1;
+        p->headers_sent = 1;
+        lws_callback_on_writable(wsi);
+        return 0;
+    }
+    unsigned char *buf = malloc(LWS_PRE + p->body_len + 1);
+    if (!buf)
         return -1;
-    p->body_len = strlen(p->body);
-    if (lws_add_http_common_headers(wsi, status, "application/json", (lws_filepos_t)p->body_len,
-                                    &ptr, end) ||
-        lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CACHE_CONTROL,
-                                     (const unsigned char *)"no-store", 8, &ptr, end) ||
-        lws_finalize_write_http_header(wsi, start, &ptr, end))
+    memcpy(buf + LWS_PRE, p->body, p->body_len);
+    int n = lws_write(wsi, buf + LWS_PRE, p->body_len, LWS_WRITE_HTTP_FINAL);
+    free(buf);
+    free(p->body);
+    p->body = NULL;
+    p->responding = p->headers_sent = 0;
+    if (n < 0)
         return -1;
-    lws_callback_on_writable(wsi);
+    return lws_http_transaction_completed(wsi) ? -1 : 0;
+}
+
+/* ---- GET /api/v1/events/<id>/results.csv (host of the event or staff; Bearer token) ---- */
+
+/* A CSV field, quoted when it holds a comma, quote or newline (RFC 4180). */
+static void csv_field(char **buf, size_t *len, size_t *cap, const char *s, int last)
+{
+    size_t need = *len + 2 * strlen(s) + 4;
+    if (need > *cap) {
+        size_t c = *cap * 2 > need ? *cap * 2 : need;
+        char *nb = realloc(*buf, c);
+        if (!nb)
+            return;
+        *buf = nb;
+        *cap = c;
+    }
+    int quote = strpbrk(s, ",\"\r\n") != NULL;
+    char *o = *buf + *len;
+    if (quote)
+        *o++ = '"';
+    for (; *s; s++) {
+        if (*s == '"')
+            *o++ = '"';
+        *o++ = *s;
+    }
+    if (quote)
+        *o++ = '"';
+    *o++ = last ? '\n' : ',';
+    *len = (size_t)(o - *buf);
+}
+
+static char *results_csv(const json_t *res, size_t *len)
+{
+    size_t cap = 4096;
+    char *buf = malloc(cap);
+    *len = 0;
+    if (!buf)
+        return NULL;
+    static const char header[] =
+        "category,rank,bib,team,laps,distance_m,last_lap_at,last_lap_elapsed_s,awards\n";
+    memcpy(buf, header, sizeof(header) - 1);
+    *len = sizeof(header) - 1;
+    size_t ci, ti;
+    json_t *c, *t;
+    json_array_foreach(json_object_get(res, "categories"), ci, c)
+    {
+        json_array_foreach(json_object_get(c, "standings"), ti, t)
+        {
+            char rank[24], laps[24], dist[32], elapsed[24] = "", awards[512] = "";
+            snprintf(rank, sizeof(rank), "%lld",
+                     (long long)json_integer_value(json_object_get(t, "rank")));
+            snprintf(laps, sizeof(laps), "%lld",
+                     (long long)json_integer_value(json_object_get(t, "laps")));
+            snprintf(dist, sizeof(dist), "%.0f",
+                     json_number_value(json_object_get(t, "distance_m")));
+            if (json_is_integer(json_object_get(t, "last_lap_elapsed_s")))
+                snprintf(elapsed, sizeof(elapsed), "%lld",
+                         (long long)json_integer_value(json_object_get(t, "last_lap_elapsed_s")));
+            size_t ai;
+            json_t *a;
+            json_array_foreach(json_object_get(t, "awards"), ai, a)
+            {
+                size_t n = strlen(awards);
+                snprintf(awards + n, sizeof(awards) - n, "%s%s", ai ? "; " : "",
+                         json_string_value(a) ? json_string_value(a) : "");
+            }
+            const char *last = json_string_value(json_object_get(t, "last_lap_at"));
+            csv_field(&buf, len, &cap, json_string_value(json_object_get(c, "id")), 0);
+            csv_field(&buf, len, &cap, rank, 0);
+            csv_field(&buf, len, &cap, json_string_value(json_object_get(t, "bib")), 0);
+            csv_field(&buf, len, &cap, json_string_value(json_object_get(t, "name")), 0);
+            csv_field(&buf, len, &cap, laps, 0);
+            csv_field(&buf, len, &cap, dist, 0);
+            csv_field(&buf, len, &cap, last ? last : "", 0);
+            csv_field(&buf, len, &cap, elapsed, 0);
+            csv_field(&buf, len, &cap, awards, 1);
+        }
+    }
+    return buf;
+}
+
+static void results_csv_done(redisReply *r, const char *errstr, void *data)
+{
+    http_pending *h = data;
+    struct lws *wsi = h->wsi;
+    if (wsi) {
+        struct pss *p = lws_wsi_user(wsi);
+        p->pending = NULL;
+        json_t *res = r ? fit_event_results_json(r) : NULL;
+        if (!r) {
+            http_error(wsi, p, HTTP_STATUS_SERVICE_UNAVAILABLE, FIT_EUNAVAILABLE,
+                       "storage is unavailable; retry later");
+        } else if (!res) {
+            http_error(wsi, p, HTTP_STATUS_NOT_FOUND, FIT_ENOT_FOUND, "no such event");
+        } else {
+            size_t len;
+            char *csv = results_csv(res, &len);
+            snprintf(p->filename, sizeof(p->filename), "%s", h->filename);
+            http_respond(wsi, p, HTTP_STATUS_OK, "text/csv; charset=utf-8", csv, len);
+            json_decref(res);
+        }
+    }
+    free(h);
+}
+
+static int handle_results_csv(struct lws *wsi, struct pss *p, fit_server *srv, const char *event)
+{
+    char auth[FIT_TOKEN_MAX + 16];
+    fit_token_claims claims;
+    if (lws_hdr_copy(wsi, auth, sizeof(auth), WSI_TOKEN_HTTP_AUTHORIZATION) <= 7 ||
+        strncmp(auth, "Bearer ", 7) != 0)
+        return http_error(wsi, p, HTTP_STATUS_UNAUTHORIZED, FIT_EUNAUTHENTICATED,
+                          "send Authorization: Bearer <host or staff token>");
+    uv_timeval64_t tv;
+    uv_gettimeofday(&tv);
+    int rc = fit_token_verify(auth + 7, srv->secret, strlen(srv->secret), tv.tv_sec, &claims);
+    if (rc)
+        return http_error(wsi, p, HTTP_STATUS_UNAUTHORIZED, rc, fit_strerror(rc));
+    if (!(claims.role == FIT_ROLE_STAFF ||
+          (claims.role == FIT_ROLE_HOST && strcmp(claims.event, event) == 0)))
+        return http_error(wsi, p, HTTP_STATUS_FORBIDDEN, FIT_EFORBIDDEN,
+                          "only this event's hosts (or staff) may download its results");
+    http_pending *h = calloc(1, sizeof(*h));
+    if (!h)
+        return -1;
+    h->wsi = wsi;
+    h->srv = srv;
+    snprintf(h->filename, sizeof(h->filename), "%s-results.csv", event);
+    if (fit_ops_event_call(&srv->ops, "fit_event_results", 1, event, 0, NULL, results_csv_done,
+                           h) != 0) {
+        free(h);
+        return http_error(wsi, p, HTTP_STATUS_SERVICE_UNAVAILABLE, FIT_EUNAVAILABLE,
+                          "storage is unavailable; retry later");
+    }
+    p->pending = h;
     return 0;
 }
 
@@ -59,6 +254,17 @@ static int handle_http(struct lws *wsi, struct pss *p, const char *uri)
                           json_pack("{s:s, s:s, s:s, s:s}", "status", up ? "ok" : "degraded",
                                     "redis", up ? "up" : "down", "version", FITSYNC_VERSION,
                                     "protocol", FIT_SUBPROTOCOL));
+    }
+    static const char prefix[] = "/api/v1/events/", suffix[] = "/results.csv";
+    size_t n = strlen(uri);
+    if (strncmp(uri, prefix, sizeof(prefix) - 1) == 0 && n > sizeof(prefix) + sizeof(suffix) - 2 &&
+        strcmp(uri + n - (sizeof(suffix) - 1), suffix) == 0) {
+        char event[80];
+        snprintf(event, sizeof(event), "%.*s",
+                 (int)(n - (sizeof(prefix) - 1) - (sizeof(suffix) - 1)), uri + sizeof(prefix) - 1);
+        if (!fit_slug_valid(event))
+            return http_error(wsi, p, HTTP_STATUS_NOT_FOUND, FIT_ENOT_FOUND, "no such event");
+        return handle_results_csv(wsi, p, srv, event);
     }
     return http_reply(wsi, p, HTTP_STATUS_NOT_FOUND,
                       json_pack("{s:s, s:s}", "error", "not_found", "message",
@@ -107,25 +313,16 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         return 0;
     case LWS_CALLBACK_HTTP:
         return handle_http(wsi, p, (const char *)in);
-    case LWS_CALLBACK_HTTP_WRITEABLE: {
-        if (!p->body)
-            return 0;
-        unsigned char *buf = malloc(LWS_PRE + p->body_len);
-        if (!buf)
-            return -1;
-        memcpy(buf + LWS_PRE, p->body, p->body_len);
-        int n = lws_write(wsi, buf + LWS_PRE, p->body_len, LWS_WRITE_HTTP_FINAL);
-        free(buf);
-        free(p->body);
-        p->body = NULL;
-        if (n < 0)
-            return -1;
-        return lws_http_transaction_completed(wsi) ? -1 : 0;
-    }
+    case LWS_CALLBACK_HTTP_WRITEABLE:
+        return http_write(wsi, p);
     case LWS_CALLBACK_CLOSED_HTTP:
     case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
+        if (p->pending)
+            p->pending->wsi = NULL; /* its Redis reply will find the connection gone */
+        p->pending = NULL;
         free(p->body);
         p->body = NULL;
+        p->responding = p->headers_sent = 0;
         return 0;
     default:
         break;

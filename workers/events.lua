@@ -245,7 +245,8 @@ end
 
 -- fit_event_top (read-only): the top n of a standings key.
 -- KEYS: E.."st:all" or E.."st:cat:<c>". ARGV: n, public_only ("1": refuse a private event).
--- Returns {size, (bib, score, name, category, laps, last_ms) x n}, or {"private"} / {"not_found"}.
+-- Returns {size, (bib, score, name, category, laps, last_ms, lap_m) x n}, or {"private"} /
+-- {"not_found"}.
 local function event_top(keys, args)
     local key = keys[1]
     local E = string.match(key, '^(.*/)st:')
@@ -262,6 +263,7 @@ local function event_top(keys, args)
         r[#r + 1] = t[2] or ''
         r[#r + 1] = t[3] or '0'
         r[#r + 1] = t[4] or '-1'
+        r[#r + 1] = tostring(m.lap_m)
     end
     return r
 end

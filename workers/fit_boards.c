@@ -137,6 +137,8 @@ static void top_part(redisReply *r, const char *errstr, void *data)
 int fit_board_top(const fit_ops *ops, const char *board, size_t offset, size_t limit,
                   fit_board_cb *cb, void *data)
 {
+    if (strncmp(board, "event:", 6) == 0)
+        return fit_event_board_top(ops, board, offset, limit, 0, cb, data);
     top_ctx *c = calloc(1, sizeof(*c));
     size_t per_shard = offset + limit;
     if (!c || !(c->all = calloc(per_shard * ops->shards + 1, sizeof(*c->all)))) {
@@ -162,6 +164,85 @@ int fit_board_top(const fit_ops *ops, const char *board, size_t offset, size_t l
     }
     top_release(c);
     return 0;
+}
+
+/* ---- event standings ---- */
+
+void fit_event_key(char *buf, unsigned shards, const char *event, const char *suffix)
+{
+    snprintf(buf, FIT_KEY_MAX, "fit:{s%u}:e:%s/%s", fit_shard_of(event, shards), event, suffix);
+}
+
+typedef struct {
+    fit_board_cb *cb;
+    void *data;
+    size_t offset, limit;
+    double lap_m;
+} event_ctx;
+
+static void event_top_done(redisReply *r, const char *errstr, void *data)
+{
+    event_ctx *c = data;
+    const char *status = r && r->type == REDIS_REPLY_ARRAY ? s_el(r, 0) : NULL;
+    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements < 1) {
+        c->cb(reply_err("fit_event_top", r), NULL, 0, 0, c->data);
+    } else if (status && strcmp(status, "private") == 0) {
+        c->cb(FIT_EFORBIDDEN, NULL, 0, 0, c->data);
+    } else if (status && strcmp(status, "not_found") == 0) {
+        c->cb(FIT_ENOT_FOUND, NULL, 0, 0, c->data);
+    } else {
+        size_t n = (r->elements - 1) / 7, k = 0;
+        fit_board_entry *e = calloc(n + 1, sizeof(*e));
+        if (!e) {
+            c->cb(FIT_ENOMEM, NULL, 0, 0, c->data);
+            free(c);
+            return;
+        }
+        for (size_t i = 0; i < n; i++) {
+            size_t b = 1 + 7 * i;
+            if (i < c->offset)
+                continue;
+            fit_board_entry *x = &e[k++];
+            snprintf(x->user, sizeof(x->user), "%s", s_el(r, b) ? s_el(r, b) : "");
+            x->stored = s_el(r, b + 1) ? strtod(s_el(r, b + 1), NULL) : 0;
+            snprintf(x->name, sizeof(x->name), "%s", s_el(r, b + 2) ? s_el(r, b + 2) : "");
+            snprintf(x->category, sizeof(x->category), "%s", s_el(r, b + 3) ? s_el(r, b + 3) : "");
+            x->score = s_el(r, b + 4) ? strtoll(s_el(r, b + 4), NULL, 10) : 0;
+            x->last_ms = s_el(r, b + 5) ? strtoll(s_el(r, b + 5), NULL, 10) : -1;
+            x->distance_m = (double)x->score * (s_el(r, b + 6) ? strtod(s_el(r, b + 6), NULL) : 0);
+            x->event = 1;
+            x->rank = (int64_t)(i + 1);
+        }
+        c->cb(0, e, k, i_el(r, 0), c->data);
+        free(e);
+    }
+    free(c);
+}
+
+int fit_event_board_top(const fit_ops *ops, const char *board, size_t offset, size_t limit,
+                        int public_only, fit_board_cb *cb, void *data)
+{
+    /* board = "event:<id>:<scope>" -> key "fit:{sN}:e:<id>/st:<scope>" */
+    const char *id = board + 6, *c = strchr(id, ':');
+    if (!c)
+        return FIT_EINVALID_VALUE;
+    char event[65], suffix[80], key[FIT_KEY_MAX], n[24];
+    snprintf(event, sizeof(event), "%.*s", (int)(c - id), id);
+    snprintf(suffix, sizeof(suffix), "st:%s", c + 1);
+    fit_event_key(key, ops->shards, event, suffix);
+    snprintf(n, sizeof(n), "%zu", offset + limit);
+    event_ctx *x = calloc(1, sizeof(*x));
+    if (!x)
+        return FIT_ENOMEM;
+    x->cb = cb;
+    x->data = data;
+    x->offset = offset;
+    x->limit = limit;
+    const char *argv[] = {"FCALL_RO", "fit_event_top", "1", key, n, public_only ? "1" : "0"};
+    int rc = fit_store_command(ops->store, event_top_done, x, 6, argv, NULL);
+    if (rc)
+        free(x);
+    return rc;
 }
 
 /* ---- rank ---- */
@@ -279,6 +360,20 @@ int fit_board_rank(const fit_ops *ops, const char *board, const char *user, fit_
 
 json_t *fit_board_entry_json(const fit_board_entry *e)
 {
+    if (e->event) {
+        json_t *o = json_pack("{s:I, s:s, s:s, s:s, s:I, s:I, s:f}", "rank", (json_int_t)e->rank,
+                              "bib", e->user, "name", e->name, "category", e->category, "score",
+                              (json_int_t)e->score, "laps", (json_int_t)e->score, "distance_m",
+                              e->distance_m);
+        if (e->last_ms >= 0) {
+            char t[40];
+            fit_time_format(e->last_ms, 0, t, sizeof(t));
+            json_object_set_new(o, "last_lap_at", json_string(t));
+        } else {
+            json_object_set_new(o, "last_lap_at", json_null());
+        }
+        return o;
+    }
     return json_pack("{s:I, s:s, s:I}", "rank", (json_int_t)e->rank, "name", e->name, "score",
                      (json_int_t)e->score);
 }

@@ -24,7 +24,12 @@ typedef struct {
     int64_t score;  /* equivalent minutes */
     double stored;  /* the stored score (minutes x 2^36 + tie-break) */
     char name[161]; /* display name, or "member-xxxx" when none is set */
-    char user[65];  /* for the caller's own use; never sent to clients */
+    char user[65];           /* for the caller's own use; never sent to clients */
+    /* Event standings only (event = 1): score is laps. */
+    int event;
+    char category[33];
+    double distance_m; /* laps x lap_m */
+    int64_t last_ms;   /* UTC ms of the last counted lap, -1 if none */
 } fit_board_entry;
 
 /* entries: n of them in rank order; size: members on the board. Borrowed. */
@@ -37,6 +42,17 @@ typedef void fit_board_cb(int err, const fit_board_entry *entries, size_t n, int
  */
 int fit_board_top(const fit_ops *ops, const char *board, size_t offset, size_t limit,
                   fit_board_cb *cb, void *data);
+
+/*
+ * The same for an event board ("event:<id>:all" / "event:<id>:cat:<c>"):
+ * public_only refuses (FIT_EFORBIDDEN) a private event; an unknown event is
+ * FIT_ENOT_FOUND. fit_board_top routes event boards here with public_only 0.
+ */
+int fit_event_board_top(const fit_ops *ops, const char *board, size_t offset, size_t limit,
+                        int public_only, fit_board_cb *cb, void *data);
+
+/* "fit:{s<N>}:e:<event>/<suffix>" (N = fit_shard_of(event, shards)) into buf (FIT_KEY_MAX). */
+void fit_event_key(char *buf, unsigned shards, const char *event, const char *suffix);
 
 typedef struct {
     int found; /* 0: the member is not on this board */

@@ -691,3 +691,22 @@ int fit_ops_account_delete(const fit_ops *ops, const char *user, fit_count_cb *c
     args_ctx(&args, ops);
     return send_call(ops, &args, count_done, c);
 }
+
+int fit_ops_event_call(const fit_ops *ops, const char *fn, int read_only, const char *event,
+                       int argc, const char **argv, fit_store_cb *cb, void *data)
+{
+    char key[FIT_KEY_MAX];
+    const char **v = malloc((size_t)(4 + argc) * sizeof(*v));
+    if (!v)
+        return FIT_ENOMEM;
+    snprintf(key, sizeof(key), "fit:{s%u}:e:%s/meta", fit_shard_of(event, ops->shards), event);
+    v[0] = read_only ? "FCALL_RO" : "FCALL";
+    v[1] = fn;
+    v[2] = "1";
+    v[3] = key;
+    for (int i = 0; i < argc; i++)
+        v[4 + i] = argv[i];
+    int rc = fit_store_command(ops->store, cb, data, 4 + argc, v, NULL);
+    free(v);
+    return rc;
+}

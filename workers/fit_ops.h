@@ -133,4 +133,12 @@ int fit_ops_account_delete(const fit_ops *ops, const char *user, fit_count_cb *c
 /* Converts a stored profile hash (flat reply) to JSON with typed values. New reference. */
 json_t *fit_profile_json(const redisReply *flat);
 
+/*
+ * Calls an event Function (workers/events.lua) on the event's shard with
+ * KEYS = [its meta key] and the given ARGV; cb gets the raw reply (NULL with
+ * errstr when Redis is away). Returns 0 or a negative code (cb not called).
+ */
+int fit_ops_event_call(const fit_ops *ops, const char *fn, int read_only, const char *event,
+                       int argc, const char **argv, fit_store_cb *cb, void *data);
+
 #endif
