@@ -108,9 +108,10 @@ static void item_done(const fit_change *ch, void *data)
         if (ch->cursor) {
             if (is_activity)
                 json_object_set_new(c->item, "rev", json_integer(ch->rev));
+            /* Summaries have no revisions; the change log says rev 1, so does the push. */
             fit_push_change(b->p->s->srv, b->p->user, b->p->s, ch->cursor,
-                            is_activity ? "activity" : "summary", "upsert", c->id, ch->rev,
-                            c->item);
+                            is_activity ? "activity" : "summary", "upsert", c->id,
+                            is_activity ? ch->rev : 1, c->item);
         }
     }
     json_decref(c->item);
@@ -250,6 +251,7 @@ static const char *const update_fields[] = {"type",      "start",   "duration_s"
 typedef struct {
     fit_pending *p;
     int64_t base_rev;
+    int rereads;     /* the stored item was older than base_rev: read again (see update_current) */
     json_t *changes; /* the changed fields, as sent */
     json_t *merged;  /* the item after the change (set once validated) */
     char client_id[FIT_CLIENT_ID_MAX + 1];
@@ -309,9 +311,27 @@ static void update_current(int err, int64_t rev, const char *doc, int deleted, v
         update_free(u);
         return;
     }
-    if (deleted) {
-        fit_change ch = {.err = FIT_ECONFLICT, .rev = rev, .current_doc = "", .current_deleted = 1};
-        fit_reply_conflict(s, re, u->client_id, &ch);
+    fit_change cur = {.err = FIT_ECONFLICT,
+                      .rev = rev,
+                      .current_doc = deleted ? "" : doc,
+                      .current_deleted = deleted};
+    if (rev < u->base_rev && u->rereads++ == 0) {
+        /*
+         * The edit this one was based on may be just ahead of us on the same
+         * connection (sent back to back): its compare-and-set was queued after
+         * our read. One more read, queued after it, sees it if it exists.
+         */
+        if (fit_ops_activity_get(&s->srv->ops, u->p->user, u->client_id, update_current, u) == 0)
+            return;
+    }
+    /*
+     * The changes are merged onto the stored item only when it is the rev they
+     * were made on (or the next, to recognise a re-sent edit): merging an old
+     * edit onto a newer item would overwrite a newer change, or produce an item
+     * no one wrote.
+     */
+    if (deleted || rev < u->base_rev || rev > u->base_rev + 1) {
+        fit_reply_conflict(s, re, u->client_id, &cur);
         update_free(u);
         return;
     }
@@ -339,7 +359,10 @@ static void update_current(int err, int64_t rev, const char *doc, int deleted, v
     fit_field_error fe;
     fit_rules rules = fit_rules_now(s->srv);
     if (fit_activity_parse(u->merged, &rules, &a, &fe) != 0) {
-        fit_session_send_error(s, re, fe.code, fe.field, fe.message);
+        if (rev == u->base_rev)
+            fit_session_send_error(s, re, fe.code, fe.field, fe.message);
+        else
+            fit_reply_conflict(s, re, u->client_id, &cur); /* an old edit on a newer item */
         update_free(u);
         return;
     }
@@ -445,7 +468,7 @@ static void delete_done(const fit_change *ch, void *data)
         json_decref(r);
         if (ch->cursor) {
             fit_push_change(s->srv, d->p->user, s, ch->cursor, is_activity ? "activity" : "summary",
-                            "delete", d->id, ch->rev, NULL);
+                            "delete", d->id, is_activity ? ch->rev : 1, NULL);
             fit_push_progress(s->srv, d->p->user, ch->weeks, (size_t)ch->nweeks);
         }
     }

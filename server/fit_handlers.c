@@ -143,8 +143,8 @@ void fit_push_change(fit_server *srv, const char *user, fit_session *from, const
 {
     json_t *change =
         json_pack("{s:s, s:s, s:s, s:s}", "cursor", cursor, "kind", kind, "op", op, "id", id);
-    if (rev > 0)
-        json_object_set_new(change, "rev", json_integer(rev));
+    /* As in the change log: summaries and the profile have no revisions and say 1. */
+    json_object_set_new(change, "rev", json_integer(rev > 0 ? rev : 1));
     if (from)
         json_object_set_new(change, "device_id", json_string(from->device_id));
     if (item)

@@ -526,11 +526,15 @@ local function sync_pull(keys, args)
     local ms = tonumber(string.match(cursor, '^(%d+)-%d+$'))
     if not ms then return {'bad_cursor'} end
     if redis.call('EXISTS', P .. 'log') == 1 then
+        -- Entries were dropped (trimmed to the window) when more were ever added
+        -- than the log holds; they were the oldest, so a cursor before the first
+        -- kept entry may have missed some.
         local info = redis.call('XINFO', 'STREAM', P .. 'log')
-        for i = 1, #info, 2 do
-            if info[i] == 'max-deleted-entry-id' and id_less(cursor, info[i + 1]) then
-                return {'resync_required'}
-            end
+        local f = {}
+        for i = 1, #info, 2 do f[info[i]] = info[i + 1] end
+        local first = f['first-entry'] and f['first-entry'][1]
+        if tonumber(f['entries-added']) > tonumber(f['length']) and first and id_less(cursor, first) then
+            return {'resync_required'}
         end
         if id_less(head(P), cursor) then return {'bad_cursor'} end
     elseif cursor ~= '0-0' then
