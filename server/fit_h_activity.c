@@ -397,6 +397,11 @@ void fit_h_activity_update(fit_session *s, fit_request *req)
         if (!strcmp(key, "type") || !strcmp(key, "id") || !strcmp(key, "client_id") ||
             !strcmp(key, "base_rev"))
             continue;
+        /* "type" names the message, so the activity's type travels as activity_type. */
+        if (!strcmp(key, "activity_type")) {
+            json_object_set(changes, "type", v);
+            continue;
+        }
         int known = 0;
         for (int i = 0; update_fields[i] && !known; i++)
             known = strcmp(update_fields[i], key) == 0;

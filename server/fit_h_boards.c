@@ -99,8 +99,9 @@ static void top_reply(int err, const fit_board_entry *e, size_t n, int64_t size,
         json_object_set_new(r, "week", json_string(b->resolved));
         json_object_set_new(r, "size", json_integer(size));
         if (b->subscribe) {
+            int added = 0;
             int64_t v = fit_board_hub_subscribe(&s->srv->hub, s, b->board, b->is_current,
-                                                b->resolved, (int)b->limit, entries);
+                                                b->resolved, (int)b->limit, entries, &added);
             if (v < 0) {
                 json_decref(r);
                 json_decref(entries);
@@ -108,7 +109,7 @@ static void top_reply(int err, const fit_board_entry *e, size_t n, int64_t size,
                 board_req_free(b);
                 return;
             }
-            s->nsubs++;
+            s->nsubs += added;
             json_object_set_new(r, "version", json_integer(v));
             json_object_set_new(r, "limit", json_integer(b->limit));
         } else {
@@ -130,11 +131,14 @@ static void board_top_request(fit_session *s, fit_request *req, int subscribe)
     int present;
     if (board_field(s, req, &name, resolved, sizeof(resolved)) != 0)
         return;
-    if (!subscribe && fit_get_int_field(s, req, "offset", 0, 1000000, &offset, &present) != 0)
+    /* Pages go 10,000 deep: each shard is asked for its top offset + limit. */
+    if (!subscribe && fit_get_int_field(s, req, "offset", 0, 10000, &offset, &present) != 0)
         return;
     if (fit_get_int_field(s, req, "limit", 1, FIT_BOARD_LIMIT_MAX, &limit, &present) != 0)
         return;
-    if (subscribe && s->nsubs >= s->srv->cfg->boards_max_subscriptions) {
+    const char *asked = json_string_value(json_object_get(req->root, "board"));
+    if (subscribe && s->nsubs >= s->srv->cfg->boards_max_subscriptions &&
+        !fit_board_hub_has(&s->srv->hub, s, asked)) {
         char msg[96];
         snprintf(msg, sizeof(msg), "at most %d leaderboard subscriptions per connection",
                  s->srv->cfg->boards_max_subscriptions);
@@ -149,8 +153,6 @@ static void board_top_request(fit_session *s, fit_request *req, int subscribe)
     b->offset = offset;
     b->limit = limit;
     b->subscribe = subscribe;
-    if (subscribe && fit_board_hub_unsubscribe(&s->srv->hub, s, b->board))
-        s->nsubs--; /* subscribing again replaces the old subscription */
     int rc = name.event ? fit_event_board_top(&s->srv->ops, resolved, (size_t)offset, (size_t)limit,
                                               public_only(s, &name), top_reply, b)
                         : fit_board_top(&s->srv->ops, resolved, (size_t)offset, (size_t)limit,
@@ -171,22 +173,43 @@ void fit_h_leaderboard_subscribe(fit_session *s, fit_request *req)
     board_top_request(s, req, 1);
 }
 
+static void unsubscribe_now(board_req *b)
+{
+    fit_session *s = b->p->s;
+    int had = fit_board_hub_unsubscribe(&s->srv->hub, s, b->board);
+    if (had)
+        s->nsubs--;
+    json_t *r = fit_reply_new("leaderboard.unsubscribe", fit_pending_re(b->p));
+    json_object_set_new(r, "board", json_string(b->board));
+    json_object_set_new(r, "subscribed", json_false());
+    json_object_set_new(r, "was_subscribed", json_boolean(had));
+    fit_session_send(s, r);
+    json_decref(r);
+    board_req_free(b);
+}
+
+static void unsubscribe_after(redisReply *r, const char *errstr, void *data)
+{
+    unsubscribe_now(data);
+}
+
+/*
+ * A subscribe sent just before is still reading its snapshot from Redis; so
+ * that it is registered (and answered) first, the unsubscribe waits for a PING
+ * queued behind that read on the same connection.
+ */
 void fit_h_leaderboard_unsubscribe(fit_session *s, fit_request *req)
 {
     fit_board_name name;
     char resolved[FIT_BOARD_NAME_MAX];
     if (board_field(s, req, &name, resolved, sizeof(resolved)) != 0)
         return;
-    const char *board = json_string_value(json_object_get(req->root, "board"));
-    int had = fit_board_hub_unsubscribe(&s->srv->hub, s, board);
-    if (had)
-        s->nsubs--;
-    json_t *r = fit_reply_new("leaderboard.unsubscribe", req->id);
-    json_object_set_new(r, "board", json_string(board));
-    json_object_set_new(r, "subscribed", json_false());
-    json_object_set_new(r, "was_subscribed", json_boolean(had));
-    fit_session_send(s, r);
-    json_decref(r);
+    board_req *b = board_req_new(s, req);
+    if (!b)
+        return;
+    const char *argv[] = {"PING"};
+    if (fit_store_command(&s->srv->store, unsubscribe_after, b, 1, argv, NULL) != 0)
+        unsubscribe_now(b);
 }
 
 static void rank_reply(int err, const fit_rank *rk, void *data)

@@ -34,6 +34,7 @@ typedef struct fit_server fit_server;
 typedef struct fit_outmsg {
     struct fit_outmsg *next;
     size_t len;
+    uint64_t queued_ms;           /* loop time when queued (a backlog's age) */
     char key[FIT_BOARD_NAME_MAX]; /* pushes of one board replace each other; "" = never */
     unsigned char buf[];
 } fit_outmsg;

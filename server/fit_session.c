@@ -144,7 +144,16 @@ void fit_session_send_keyed(fit_session *s, const json_t *msg, const char *key)
                 prev = p;
             }
     size_t after = s->qbytes + len - (old ? old->len : 0);
-    if (after > (size_t)s->srv->cfg->max_queue_bytes) {
+    size_t limit = (size_t)s->srv->cfg->max_queue_bytes;
+    /*
+     * One tick may queue a burst (every board of a big screen at once) that a
+     * prompt reader drains in milliseconds; what marks a slow consumer is a
+     * backlog over the limit that has already waited. So: over the limit with
+     * the oldest message queued for more than a second, or over four times the
+     * limit at all, and the connection is closed.
+     */
+    if (after > 4 * limit ||
+        (after > limit && s->qhead && uv_now(s->srv->loop) - s->qhead->queued_ms > 1000)) {
         /* A client that does not read is cut off; the others are not held up by it. */
         free(text);
         drop_queue(s);
@@ -158,11 +167,13 @@ void fit_session_send_keyed(fit_session *s, const json_t *msg, const char *key)
     }
     m->next = NULL;
     m->len = len;
+    m->queued_ms = uv_now(s->srv->loop);
     snprintf(m->key, sizeof(m->key), "%s", key ? key : "");
     memcpy(m->buf + LWS_PRE, text, len);
     free(text);
     if (old) {
-        /* Replace in place: the queue keeps its order, the stale push is gone. */
+        /* Replace in place: the queue keeps its order (and age), the stale push is gone. */
+        m->queued_ms = old->queued_ms;
         m->next = old->next;
         if (prev)
             prev->next = m;

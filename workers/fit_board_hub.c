@@ -264,15 +264,29 @@ int fit_board_hub_init(fit_board_hub *hub, uv_loop_t *loop, const fit_ops *ops,
     return 0;
 }
 
+int fit_board_hub_has(fit_board_hub *hub, void *subscriber, const char *board)
+{
+    fit_board_state *b, *tmp;
+    HASH_ITER(hh, hub->boards, b, tmp)
+    {
+        for (hub_sub *s = b->subs; s; s = s->next)
+            if (s->subscriber == subscriber && strcmp(s->board, board) == 0)
+                return 1;
+    }
+    return 0;
+}
+
 int64_t fit_board_hub_subscribe(fit_board_hub *hub, void *subscriber, const char *board,
                                 int is_current, const char *resolved, int limit,
-                                const json_t *entries)
+                                const json_t *entries, int *added)
 {
+    /* One subscription per (subscriber, board): a new one replaces the old, wherever it is. */
+    *added = !fit_board_hub_unsubscribe(hub, subscriber, board);
     fit_board_state *b = board_get(hub, resolved, 1);
     if (!b)
         return FIT_ENOMEM;
-    hub_sub *s = sub_take(b, subscriber, board);
-    if (!s && !(s = calloc(1, sizeof(*s)))) {
+    hub_sub *s = calloc(1, sizeof(*s));
+    if (!s) {
         board_maybe_free(hub, b);
         return FIT_ENOMEM;
     }

@@ -69,11 +69,15 @@ int fit_board_hub_init(fit_board_hub *hub, uv_loop_t *loop, const fit_ops *ops,
  * named it (may say "current"), resolved the resolved name, entries/n the
  * snapshot (its text is the baseline for "changed"). Returns the board's
  * version, which the snapshot reply carries; FIT_ENOMEM on failure.
- * A subscriber subscribing again to the same board replaces its limit.
+ * A subscriber subscribing again to the same board replaces the old
+ * subscription; *added says whether the subscriber now holds one more.
  */
 int64_t fit_board_hub_subscribe(fit_board_hub *hub, void *subscriber, const char *board,
                                 int is_current, const char *resolved, int limit,
-                                const json_t *entries);
+                                const json_t *entries, int *added);
+
+/* 1 if subscriber holds a subscription to board (as it named it). */
+int fit_board_hub_has(fit_board_hub *hub, void *subscriber, const char *board);
 
 /* Removes one subscription; returns 1 if it existed. */
 int fit_board_hub_unsubscribe(fit_board_hub *hub, void *subscriber, const char *board);

@@ -24,7 +24,7 @@ typedef struct {
     int64_t score;  /* equivalent minutes */
     double stored;  /* the stored score (minutes x 2^36 + tie-break) */
     char name[161]; /* display name, or "member-xxxx" when none is set */
-    char user[65];           /* for the caller's own use; never sent to clients */
+    char user[65];  /* for the caller's own use; never sent to clients */
     /* Event standings only (event = 1): score is laps. */
     int event;
     char category[33];
