@@ -128,6 +128,20 @@ int fit_board_parse(const char *name, const fit_board_tables *t, fit_board_name 
                     fit_field_error *err)
 {
     memset(out, 0, sizeof(*out));
+    if (strlen(name) < FIT_BOARD_NAME_MAX && strncmp(name, "challenge:", 10) == 0) {
+        const char *id = name + 10, *c = strchr(id, ':');
+        if (c && c - id <= 40) {
+            snprintf(out->event_id, sizeof(out->event_id), "%.*s", (int)(c - id), id);
+            snprintf(out->scope, sizeof(out->scope), "%s", c + 1);
+        }
+        out->challenge = 1;
+        if (!c || !fit_slug_valid(out->event_id) ||
+            (strcmp(out->scope, "all") != 0 && strcmp(out->scope, "teams") != 0))
+            return fit_field_error_set(err, FIT_EINVALID_VALUE, "board",
+                                       "challenge board must look like challenge:<id>:all or "
+                                       "challenge:<id>:teams");
+        return 0;
+    }
     if (strlen(name) < FIT_BOARD_NAME_MAX && strncmp(name, "event:", 6) == 0) {
         const char *id = name + 6, *c = strchr(id, ':');
         if (!c || c - id > 64)
@@ -194,8 +208,8 @@ int fit_board_parse(const char *name, const fit_board_tables *t, fit_board_name 
 
 void fit_board_resolve(fit_board_name *b, const char *current_week, char *buf, size_t len)
 {
-    if (b->event) {
-        snprintf(buf, len, "event:%s:%s", b->event_id, b->scope);
+    if (b->event || b->challenge) {
+        snprintf(buf, len, "%s:%s:%s", b->event ? "event" : "challenge", b->event_id, b->scope);
         return;
     }
     if (b->current)

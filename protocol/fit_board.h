@@ -11,7 +11,9 @@
  * Scores are equivalent minutes (moderate + 2 x vigorous, WHO 2020).
  *
  * An event's standings are "event:<id>:all" or "event:<id>:cat:<category>";
- * their score is laps (fitsync events, workers/events.lua).
+ * their score is laps (fitsync events, workers/events.lua). A virtual
+ * challenge's boards are "challenge:<id>:all" (members' progress) and
+ * "challenge:<id>:teams" (teams' capped totals).
  */
 #ifndef FIT_BOARD_H
 #define FIT_BOARD_H
@@ -67,7 +69,8 @@ int fit_slug_valid(const char *s);
 
 /* A parsed board name. */
 typedef struct {
-    int event; /* an event board: event_id and scope ("all" / "cat:<id>") */
+    int challenge; /* a virtual challenge's board: event_id, scope "all" / "teams" */
+    int event;     /* an event board: event_id and scope ("all" / "cat:<id>") */
     char event_id[65];
     int current;             /* the name said "current" */
     char week[FIT_WEEK_LEN]; /* the ISO week (filled in for "current" by fit_board_resolve) */

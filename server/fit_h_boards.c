@@ -250,7 +250,7 @@ void fit_h_rank_get(fit_session *s, fit_request *req)
     char resolved[FIT_BOARD_NAME_MAX];
     if (board_field(s, req, &name, resolved, sizeof(resolved)) != 0)
         return;
-    if (name.event) {
+    if (name.event || name.challenge) {
         fit_session_send_error(s, req->id, FIT_EINVALID_VALUE, "board",
                                "rank.get is for weekly boards; event standings list every team");
         return;

@@ -159,9 +159,13 @@ static void status_done(redisReply *r, const char *errstr, void *data)
 
 /* ---- event.create ---- */
 
-static const char *const create_fields[] = {"type",      "id",         "event",      "name",
-                                            "kind",      "starts_at",  "duration_s", "lap_m",
-                                            "min_lap_s", "categories", "public",     NULL};
+static const char *const create_fields[] = {
+    "type",           "id",         "event",    "name",      "kind",
+    "starts_at",      "duration_s", "lap_m",    "min_lap_s", "categories",
+    "public",         "from",       "to",       "metric",    "goal",
+    "activity_types", "teams",      "team_cap", NULL};
+
+static void create_virtual(fit_session *s, fit_request *req, const char *event, const char *name);
 
 void fit_h_event_create(fit_session *s, fit_request *req)
 {
@@ -184,11 +188,13 @@ void fit_h_event_create(fit_session *s, fit_request *req)
     if (!event || string_field(s, req, root, "name", NAME_MAX_CHARS, &name) ||
         string_field(s, req, root, "kind", 20, &kind))
         return;
+    if (strcmp(kind, "virtual") == 0) {
+        create_virtual(s, req, event, name);
+        return;
+    }
     if (strcmp(kind, "timed_relay") != 0) {
         fit_session_send_error(s, req->id, FIT_EINVALID_VALUE, "kind",
-                               strcmp(kind, "virtual") == 0
-                                   ? "virtual challenges are not available in this version"
-                                   : "kind must be timed_relay");
+                               "kind must be timed_relay or virtual");
         return;
     }
     int64_t dur, lap_m, min_lap = 0;
@@ -949,4 +955,255 @@ void fit_h_marshal_token(fit_session *s, fit_request *req)
     fit_session_send(s, r);
     json_decref(r);
     free(tok);
+}
+
+/* ---- virtual challenges ---- */
+
+/*
+ * event.create with kind "virtual": a window of local dates [from, to], a
+ * metric (equivalent_min = moderate + 2 x vigorous, WHO 2020; distance_m of
+ * the given activity_types; active_days with any MVPA), a goal, optional
+ * teams and a per-member cap on what one member adds to a team.
+ */
+static void create_virtual(fit_session *s, fit_request *req, const char *event, const char *name)
+{
+    json_t *root = req->root;
+    fit_date from, to;
+    const char *f = json_string_value(json_object_get(root, "from"));
+    const char *t = json_string_value(json_object_get(root, "to"));
+    if (!f || fit_date_parse(f, &from)) {
+        fit_session_send_error(s, req->id, f ? FIT_EINVALID_VALUE : FIT_EMISSING_FIELD, "from",
+                               "from must be a local date YYYY-MM-DD");
+        return;
+    }
+    if (!t || fit_date_parse(t, &to) || fit_days_from_civil(to) < fit_days_from_civil(from) ||
+        fit_days_from_civil(to) - fit_days_from_civil(from) > 366) {
+        fit_session_send_error(s, req->id, t ? FIT_EINVALID_VALUE : FIT_EMISSING_FIELD, "to",
+                               "to must be a local date YYYY-MM-DD, not before from, within a "
+                               "year of it");
+        return;
+    }
+    const char *metric = json_string_value(json_object_get(root, "metric"));
+    if (!metric || (strcmp(metric, "equivalent_min") && strcmp(metric, "distance_m") &&
+                    strcmp(metric, "active_days"))) {
+        fit_session_send_error(s, req->id, metric ? FIT_EINVALID_VALUE : FIT_EMISSING_FIELD,
+                               "metric",
+                               "metric must be equivalent_min, distance_m or active_days");
+        return;
+    }
+    json_t *goal = json_object_get(root, "goal");
+    if (!json_is_number(goal) || json_number_value(goal) <= 0 || json_number_value(goal) > 1e9) {
+        fit_session_send_error(s, req->id, goal ? FIT_EINVALID_VALUE : FIT_EMISSING_FIELD, "goal",
+                               "goal must be a number > 0 in the metric's unit");
+        return;
+    }
+    json_t *types = json_object_get(root, "activity_types");
+    size_t i;
+    json_t *v;
+    if (strcmp(metric, "distance_m") == 0) {
+        int ok = json_is_array(types) && json_array_size(types) > 0 && json_array_size(types) <= 50;
+        json_array_foreach(types, i, v)
+        {
+            ok = ok && json_is_string(v) && fit_id_valid(json_string_value(v), 32);
+        }
+        if (!ok) {
+            fit_session_send_error(s, req->id, types ? FIT_EINVALID_VALUE : FIT_EMISSING_FIELD,
+                                   "activity_types",
+                                   "distance_m counts the activity types listed here, e.g. "
+                                   "[\"running\", \"walking\"]");
+            return;
+        }
+    } else if (types) {
+        fit_session_send_error(s, req->id, FIT_EINVALID_VALUE, "activity_types",
+                               "activity_types goes with metric distance_m only");
+        return;
+    }
+    json_t *teams = json_object_get(root, "teams");
+    json_t *team_ids = json_array();
+    if (teams) {
+        int ok = json_is_array(teams) && json_array_size(teams) <= 1000;
+        json_array_foreach(teams, i, v)
+        {
+            const char *id = json_string_value(json_object_get(v, "id"));
+            const char *tn = json_string_value(json_object_get(v, "name"));
+            ok = ok && id && fit_slug_valid(id) && tn && *tn && strlen(tn) <= 200;
+            if (id)
+                json_array_append_new(team_ids, json_string(id));
+        }
+        if (!ok) {
+            fit_session_send_error(s, req->id, FIT_EINVALID_VALUE, "teams",
+                                   "teams must be a list of {id (slug), name}");
+            json_decref(team_ids);
+            return;
+        }
+    }
+    json_t *cap = json_object_get(root, "team_cap");
+    if (cap && (!json_is_number(cap) || json_number_value(cap) < 0)) {
+        fit_session_send_error(s, req->id, FIT_EINVALID_VALUE, "team_cap",
+                               "team_cap must be a number >= 0 (0 = no cap)");
+        json_decref(team_ids);
+        return;
+    }
+    json_t *pub = json_object_get(root, "public");
+    json_t *doc = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:O, s:b}", "id", event, "name", name,
+                            "kind", "virtual", "from", f, "to", t, "metric", metric, "goal", goal,
+                            "public", pub ? json_is_true(pub) : 1);
+    if (types)
+        json_object_set(doc, "activity_types", types);
+    if (teams)
+        json_object_set(doc, "teams", teams);
+    json_object_set_new(doc, "team_cap", json_real(cap ? json_number_value(cap) : 0));
+    char *doc_s = json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS);
+    char *ids_s = json_dumps(team_ids, JSON_COMPACT);
+    ev_req *e = doc_s && ids_s ? ev_req_new(s, req, event) : NULL;
+    if (e) {
+        json_object_set(e->extra, "definition", doc);
+        const char *argv[] = {doc_s, "virtual",
+                              "0",   "0",
+                              "0",   json_is_true(json_object_get(doc, "public")) ? "1" : "0",
+                              ids_s, s->claims.sub};
+        ev_call(s, req, e, "fit_event_create", 0, 8, argv, status_done);
+    }
+    free(doc_s);
+    free(ids_s);
+    json_decref(doc);
+    json_decref(team_ids);
+}
+
+/* challenge.join {event, team?}: a member joins; what they logged in the window counts at once. */
+typedef struct {
+    fit_pending *p;
+    char event[65];
+    char team[41];
+} join_ctx;
+
+static void join_free(join_ctx *j)
+{
+    fit_pending_free(j->p);
+    free(j);
+}
+
+static void join_done(redisReply *r, const char *errstr, void *data)
+{
+    join_ctx *j = data;
+    fit_session *s = j->p->s;
+    const char *re = fit_pending_re(j->p);
+    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 3) {
+        fit_reply_op_error(s, re, r ? FIT_EINTERNAL : FIT_EUNAVAILABLE, "");
+    } else {
+        json_t *prog = json_loads(r->element[1]->str ? r->element[1]->str : "{}", 0, NULL);
+        json_t *reply = fit_reply_new("challenge.join", re);
+        json_object_set_new(reply, "event", json_string(j->event));
+        json_object_set_new(reply, "status", json_string(r->element[0]->str));
+        json_object_set(reply, "progress", json_object_get(prog, "p"));
+        if (j->team[0])
+            json_object_set_new(reply, "team", json_string(j->team));
+        const char *ach = r->element[2]->str;
+        if (ach && *ach) {
+            char ts[40];
+            fit_time_format(strtoll(ach, NULL, 10), 0, ts, sizeof(ts));
+            json_object_set_new(reply, "achieved_at", json_string(ts));
+        }
+        fit_session_send(s, reply);
+        json_decref(reply);
+        json_decref(prog);
+    }
+    join_free(j);
+}
+
+/* The challenge's definition, as the member's shard keeps it (workers/fitsync.lua, "virtual"). */
+static char *member_copy(const json_t *def, const char *team, int tz)
+{
+    fit_date from, to;
+    fit_date_parse(json_string_value(json_object_get(def, "from")), &from);
+    fit_date_parse(json_string_value(json_object_get(def, "to")), &to);
+    /* The window in UTC ms: local midnight of "from" to the end of "to" (programme zone). */
+    json_t *copy = json_pack(
+        "{s:O, s:O, s:I, s:I, s:O, s:O, s:O, s:s, s:O}", "from", json_object_get(def, "from"), "to",
+        json_object_get(def, "to"), "fm", (json_int_t)fit_local_midnight_ms(from, tz), "tm",
+        (json_int_t)(fit_local_midnight_ms(to, tz) + FIT_MS_PER_DAY - 1), "metric",
+        json_object_get(def, "metric"), "goal", json_object_get(def, "goal"), "cap",
+        json_object_get(def, "team_cap"), "team", team, "name", json_object_get(def, "name"));
+    if (!copy)
+        return NULL;
+    if (json_object_get(def, "activity_types"))
+        json_object_set(copy, "types", json_object_get(def, "activity_types"));
+    char *s = json_dumps(copy, JSON_COMPACT);
+    json_decref(copy);
+    return s;
+}
+
+static int team_listed(const json_t *def, const char *team)
+{
+    size_t i;
+    json_t *t;
+    json_array_foreach(json_object_get(def, "teams"), i, t)
+    {
+        const char *id = json_string_value(json_object_get(t, "id"));
+        if (id && strcmp(id, team) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+static void join_event(redisReply *r, const char *errstr, void *data)
+{
+    join_ctx *j = data;
+    fit_session *s = j->p->s;
+    const char *re = fit_pending_re(j->p);
+    const char *doc = r && r->type == REDIS_REPLY_ARRAY ? flat_get(r, "doc") : NULL;
+    json_t *def = doc ? json_loads(doc, 0, NULL) : NULL;
+    const char *kind = json_string_value(json_object_get(def, "kind"));
+    if (!r)
+        fit_reply_unavailable(s, re);
+    else if (!def)
+        fit_session_send_error(s, re, FIT_ENOT_FOUND, "event", "no such event");
+    else if (!kind || strcmp(kind, "virtual") != 0)
+        fit_session_send_error(s, re, FIT_EINVALID_VALUE, "event",
+                               "only virtual challenges can be joined");
+    else if (j->team[0] && !team_listed(def, j->team))
+        fit_session_send_error(s, re, FIT_EINVALID_VALUE, "team",
+                               "team is not one of the challenge's teams");
+    else {
+        char *copy = member_copy(def, j->team, s->srv->cfg->timezone_offset_min);
+        char key[FIT_KEY_MAX];
+        fit_user_key(key, s->srv->ops.shards, j->p->user, "log");
+        const char *argv[] = {"FCALL",  "fit_challenge_join", "1", key,
+                              j->event, copy ? copy : "{}"};
+        int rc = fit_store_command(&s->srv->store, join_done, j, 6, argv, NULL);
+        free(copy);
+        json_decref(def);
+        if (rc == 0)
+            return;
+        fit_reply_op_error(s, re, rc, "");
+        join_free(j);
+        return;
+    }
+    json_decref(def);
+    join_free(j);
+}
+
+void fit_h_challenge_join(fit_session *s, fit_request *req)
+{
+    const char *event = fit_get_id_field(s, req, "event", 64);
+    if (!event)
+        return;
+    json_t *team = json_object_get(req->root, "team");
+    if (team && (!json_is_string(team) || !fit_slug_valid(json_string_value(team)))) {
+        fit_session_send_error(s, req->id, FIT_EINVALID_VALUE, "team", "team must be a team id");
+        return;
+    }
+    join_ctx *j = calloc(1, sizeof(*j));
+    fit_pending *p = j ? fit_pending_new(s, req) : NULL;
+    if (!p) {
+        free(j);
+        return;
+    }
+    j->p = p;
+    snprintf(j->event, sizeof(j->event), "%s", event);
+    snprintf(j->team, sizeof(j->team), "%s", team ? json_string_value(team) : "");
+    if (fit_ops_event_call(&s->srv->ops, "fit_event_get", 1, event, 0, NULL, join_event, j) != 0) {
+        fit_reply_unavailable(s, req->id);
+        join_free(j);
+    }
 }

@@ -369,6 +369,7 @@ static const handler_spec handlers[] = {
     {"event.laps", 2, fit_h_event_laps, {"event", "bib", NULL}},
     {"event.results", 2, fit_h_event_results, {"event", NULL}},
     {"marshal.token", 2, fit_h_marshal_token, {"event", "marshal", "ttl_s", NULL}},
+    {"challenge.join", 1, fit_h_challenge_join, {"event", "team", NULL}},
 };
 
 static int check_fields(fit_session *s, fit_request *req, const handler_spec *h)

@@ -101,6 +101,8 @@ typedef struct {
     int64_t size;
     fit_board_entry *all;
     size_t n, cap;
+    int plain_scores;  /* challenge boards: the score is the progress itself */
+    int sum_by_member; /* challenge teams: add up a member's entries from every shard */
 } top_ctx;
 
 static void top_release(top_ctx *c)
@@ -110,6 +112,23 @@ static void top_release(top_ctx *c)
     if (c->err) {
         c->cb(c->err, NULL, 0, 0, c->data);
     } else {
+        if (c->sum_by_member) {
+            size_t k = 0;
+            for (size_t i = 0; i < c->n; i++) {
+                size_t j = 0;
+                while (j < k && strcmp(c->all[j].user, c->all[i].user) != 0)
+                    j++;
+                if (j < k)
+                    c->all[j].stored += c->all[i].stored;
+                else
+                    c->all[k++] = c->all[i];
+            }
+            c->n = k;
+            c->size = (int64_t)k;
+        }
+        if (c->plain_scores)
+            for (size_t i = 0; i < c->n; i++)
+                c->all[i].score = (int64_t)floor(c->all[i].stored);
         qsort(c->all, c->n, sizeof(*c->all), by_stored_desc);
         size_t from = c->offset < c->n ? c->offset : c->n;
         size_t n = c->n - from < c->limit ? c->n - from : c->limit;
@@ -134,11 +153,63 @@ static void top_part(redisReply *r, const char *errstr, void *data)
     top_release(c);
 }
 
+/*
+ * A virtual challenge's board, merged across shards: "all" is a top-K merge
+ * of members' progress; "teams" sums each team's per-shard totals (a team's
+ * members live on many shards), so every shard sends all its teams.
+ */
+static int challenge_top(const fit_ops *ops, const char *board, size_t offset, size_t limit,
+                         fit_board_cb *cb, void *data)
+{
+    const char *id = board + 10, *c = strchr(id, ':');
+    if (!c)
+        return FIT_EINVALID_VALUE;
+    int teams = strcmp(c + 1, "teams") == 0;
+    top_ctx *x = calloc(1, sizeof(*x));
+    size_t per_shard = teams ? 1000 : offset + limit;
+    if (!x || !(x->all = calloc(per_shard * ops->shards + 1, sizeof(*x->all)))) {
+        free(x);
+        return FIT_ENOMEM;
+    }
+    x->cb = cb;
+    x->data = data;
+    x->offset = offset;
+    x->limit = limit;
+    x->cap = per_shard * ops->shards;
+    x->sum_by_member = teams;
+    x->plain_scores = 1;
+    char n[24];
+    snprintf(n, sizeof(n), "%zu", teams ? (size_t)0 : per_shard);
+    x->pending = 1;
+    int sent = 0;
+    for (unsigned s = 0; s < ops->shards; s++) {
+        char key[FIT_KEY_MAX];
+        snprintf(key, sizeof(key), "fit:{s%u}:ch:%.*s/%s", s, (int)(c - id), id, c + 1);
+        const char *argv[] = {"FCALL_RO", "fit_challenge_top", "1", key, n};
+        x->pending++;
+        if (fit_store_command(ops->store, top_part, x, 5, argv, NULL) != 0) {
+            x->pending--;
+            x->err = FIT_EUNAVAILABLE;
+        } else {
+            sent++;
+        }
+    }
+    if (!sent) {
+        free(x->all);
+        free(x);
+        return FIT_EUNAVAILABLE;
+    }
+    top_release(x);
+    return 0;
+}
+
 int fit_board_top(const fit_ops *ops, const char *board, size_t offset, size_t limit,
                   fit_board_cb *cb, void *data)
 {
     if (strncmp(board, "event:", 6) == 0)
         return fit_event_board_top(ops, board, offset, limit, 0, cb, data);
+    if (strncmp(board, "challenge:", 10) == 0)
+        return challenge_top(ops, board, offset, limit, cb, data);
     top_ctx *c = calloc(1, sizeof(*c));
     size_t per_shard = offset + limit;
     if (!c || !(c->all = calloc(per_shard * ops->shards + 1, sizeof(*c->all)))) {

@@ -254,11 +254,144 @@ local function weeks_of(...)
     return r
 end
 
--- After a change to weeks: re-rank the member on their boards and announce them.
+-- ---- virtual challenges (the member's side) ----
+--
+-- A member who joins a challenge gets its definition copied to their shard:
+--   P.."ch"   hash  event -> {from, to (local dates), fm, tm (UTC ms), metric,
+--                             types, goal, team, cap, name}
+--   P.."chp"  hash  event -> {p: progress, c: contribution to the team (capped)}
+--   P.."ach"  hash  event -> UTC ms the goal was reached (achievements stay)
+-- and the challenge's boards live on each shard, merged on read:
+--   fit:{sN}:ch:<event>/all    zset  user -> progress
+--   fit:{sN}:ch:<event>/teams  zset  team -> sum of its members' capped progress
+-- Progress is recomputed from the member's data in the window after every
+-- change, in the same call, so edits and deletes un-count exactly.
+
+-- Civil date of a day number (the inverse of days_from_civil, H. Hinnant).
+local function civil_from_days(z)
+    z = z + 719468
+    local era = math.floor(z / 146097)
+    local doe = z - era * 146097
+    local yoe = math.floor((doe - math.floor(doe / 1460) + math.floor(doe / 36524) - math.floor(doe / 146096)) / 365)
+    local doy = doe - (365 * yoe + math.floor(yoe / 4) - math.floor(yoe / 100))
+    local mp = math.floor((5 * doy + 2) / 153)
+    local m = mp < 10 and mp + 3 or mp - 9
+    return yoe + era * 400 + (m <= 2 and 1 or 0)
+end
+
+-- "YYYY-Www" of a local date "YYYY-MM-DD" (ISO 8601: the week of its Thursday).
+local function iso_week_of(date)
+    local days = days_from_civil(tonumber(string.sub(date, 1, 4)), tonumber(string.sub(date, 6, 7)),
+                                 tonumber(string.sub(date, 9, 10)))
+    local thursday = days - (days + 3) % 7 + 3
+    local year = civil_from_days(thursday)
+    local week = math.floor((thursday - days_from_civil(year, 1, 1)) / 7) + 1
+    return string.format('%04d-W%02d', year, week)
+end
+
+local function challenge_progress(P, def)
+    local total = 0
+    if def.metric == 'distance_m' then
+        local types = {}
+        for _, t in ipairs(def.types or {}) do types[t] = true end
+        for _, cid in ipairs(redis.call('ZRANGEBYSCORE', P .. 'acts', def.fm, def.tm)) do
+            local a = redis.call('HMGET', P .. 'a:' .. cid, 'doc', 'del')
+            if a[1] and a[2] ~= '1' then
+                local d = cjson.decode(a[1])
+                if types[d.type] and type(d.distance_m) == 'number' then total = total + d.distance_m end
+            end
+        end
+        return total
+    end
+    for _, date in ipairs(redis.call('SMEMBERS', P .. 'days')) do
+        if date >= def.from and date <= def.to then
+            local v = redis.call('HGET', P .. 'w:' .. iso_week_of(date), date)
+            if v then
+                local d = cjson.decode(v)
+                if def.metric == 'active_days' then
+                    if d.mo + d.vi > 0 then total = total + 1 end
+                else
+                    total = total + d.mo + 2 * d.vi
+                end
+            end
+        end
+    end
+    return total
+end
+
+-- Recomputes the member's progress in every challenge they joined.
+local function challenges_after(P, touched)
+    local ch = redis.call('HGETALL', P .. 'ch')
+    if #ch == 0 then return end
+    local user, S = user_of(P), shard_of(P)
+    for i = 1, #ch, 2 do
+        local id, def = ch[i], cjson.decode(ch[i + 1])
+        local st = cjson.decode(redis.call('HGET', P .. 'chp', id) or '{"p":0,"c":0}')
+        local p = challenge_progress(P, def)
+        if p ~= st.p then
+            local c = p
+            if def.cap and def.cap > 0 then c = math.min(p, def.cap) end
+            if p > 0 then
+                redis.call('ZADD', S .. 'ch:' .. id .. '/all', p, user)
+            else
+                redis.call('ZREM', S .. 'ch:' .. id .. '/all', user)
+            end
+            touched[#touched + 1] = 'challenge:' .. id .. ':all'
+            if def.team and def.team ~= '' and c ~= st.c then
+                redis.call('ZINCRBY', S .. 'ch:' .. id .. '/teams', c - st.c, def.team)
+                touched[#touched + 1] = 'challenge:' .. id .. ':teams'
+            end
+            redis.call('HSET', P .. 'chp', id, cjson.encode({p = p, c = c}))
+            if p >= def.goal and redis.call('HEXISTS', P .. 'ach', id) == 0 then
+                local at = now_ms()
+                redis.call('HSET', P .. 'ach', id, at)
+                -- Through the per-member relay (origin 0: every process delivers it).
+                local badge = cjson.encode({type = 'badge', event = id, name = def.name,
+                                            metric = def.metric, goal = def.goal, progress = p, at_ms = at})
+                redis.call('PUBLISH', 'fit:dev', '0000000000000000\n' .. user .. '\n' .. badge)
+            end
+        end
+    end
+end
+
+-- After a change to weeks: re-rank the member on their boards and challenges and announce them.
 local function boards_after(P, ctx, weeks)
     local touched = {}
     for _, w in ipairs(weeks) do update_boards(P, w, ctx, touched) end
+    challenges_after(P, touched)
     publish(touched)
+end
+
+-- fit_challenge_join: KEYS: the member's log key. ARGV: event id, definition JSON.
+-- Returns {"joined" | "duplicate", progress JSON}.
+local function challenge_join(keys, args)
+    local P = prefix_of(keys[1])
+    local status = 'joined'
+    if redis.call('HEXISTS', P .. 'ch', args[1]) == 1 then status = 'duplicate' end
+    if status == 'joined' then
+        redis.call('HSET', P .. 'ch', args[1], args[2])
+        local touched = {}
+        challenges_after(P, touched)
+        publish(touched)
+    end
+    return {status, redis.call('HGET', P .. 'chp', args[1]) or '{"p":0,"c":0}',
+            redis.call('HGET', P .. 'ach', args[1]) or ''}
+end
+
+-- fit_challenge_top (read-only): one shard's part of a challenge board.
+-- KEYS: fit:{sN}:ch:<event>/all or /teams. ARGV: n (0 = every entry).
+-- Returns {size, (member, score, name) x n}; names are display names for /all.
+local function challenge_top(keys, args)
+    local key, n = keys[1], tonumber(args[1])
+    local r = {redis.call('ZCARD', key)}
+    local top = redis.call('ZREVRANGE', key, 0, n - 1, 'WITHSCORES')
+    local teams = string.sub(key, -6) == '/teams'
+    for i = 1, #top, 2 do
+        r[#r + 1] = top[i]
+        r[#r + 1] = top[i + 1]
+        r[#r + 1] = teams and top[i] or (redis.call('HGET', shard_of(key) .. 'lbnames', top[i]) or '')
+    end
+    return r
 end
 
 -- Adds a session's segments to its days; returns the [[date, week]] list.
@@ -603,6 +736,18 @@ local function account_delete(keys, args)
         end
     end
     n = n + redis.call('HDEL', shard_of(P) .. 'lbnames', user)
+    local ch = redis.call('HGETALL', P .. 'ch')
+    for i = 1, #ch, 2 do
+        local id, def = ch[i], cjson.decode(ch[i + 1])
+        local st = cjson.decode(redis.call('HGET', P .. 'chp', id) or '{"p":0,"c":0}')
+        n = n + redis.call('ZREM', shard_of(P) .. 'ch:' .. id .. '/all', user)
+        if def.team and def.team ~= '' and st.c ~= 0 then
+            redis.call('ZINCRBY', shard_of(P) .. 'ch:' .. id .. '/teams', -st.c, def.team)
+        end
+        touched[#touched + 1] = 'challenge:' .. id .. ':all'
+        touched[#touched + 1] = 'challenge:' .. id .. ':teams'
+    end
+    for _, k in ipairs({'ch', 'chp', 'ach'}) do del(P .. k) end
     publish(touched)
     for _, cid in ipairs(redis.call('ZRANGE', P .. 'acts', 0, -1)) do del(P .. 'a:' .. cid) end
     for _, d in ipairs(redis.call('SMEMBERS', P .. 'days')) do del(P .. 'd:' .. d) end
@@ -663,6 +808,7 @@ redis.register_function('fit_summary_put', summary_put)
 redis.register_function('fit_summary_delete', summary_delete)
 redis.register_function('fit_profile_set', profile_set)
 redis.register_function('fit_account_delete', account_delete)
+redis.register_function('fit_challenge_join', challenge_join)
 local ro = {'no-writes'}
 redis.register_function{function_name = 'fit_activity_get', callback = activity_get, flags = ro}
 redis.register_function{function_name = 'fit_weeks_get', callback = weeks_get, flags = ro}
@@ -671,3 +817,4 @@ redis.register_function{function_name = 'fit_sync_head', callback = sync_head, f
 redis.register_function{function_name = 'fit_state', callback = state, flags = ro}
 redis.register_function{function_name = 'fit_board_top', callback = board_top, flags = ro}
 redis.register_function{function_name = 'fit_board_around', callback = board_around, flags = ro}
+redis.register_function{function_name = 'fit_challenge_top', callback = challenge_top, flags = ro}
