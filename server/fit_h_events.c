@@ -143,6 +143,9 @@ static void status_done(redisReply *r, const char *errstr, void *data)
         fit_session_send_error(s, re, FIT_ECONFLICT,
                                json_object_get(e->extra, "bib") ? "bib" : "id",
                                "that id already holds something different");
+    } else if (strcmp(st, "finished") == 0) {
+        fit_session_send_error(s, re, FIT_ECONFLICT, "event",
+                               "the event has finished; its results are final");
     } else if (strcmp(st, "bad_category") == 0) {
         fit_session_send_error(s, re, FIT_EINVALID_VALUE, "category",
                                "category is not one of the event's categories");
@@ -369,19 +372,43 @@ static void import_done(redisReply *r, const char *errstr, void *data)
         import_finish(imp);
 }
 
-/* A CSV field written "like ""this""" becomes like "this" (RFC 4180), in place. */
-static void unquote(char *f)
+/*
+ * Splits one CSV line in place into at most max fields (RFC 4180: a field in
+ * double quotes may hold commas, and "" stands for a quote). Returns the
+ * number of fields, or max + 1 if there are more, or -1 for a stray quote.
+ */
+static int csv_split(char *line, char **fields, int max)
 {
-    size_t n = strlen(f);
-    if (n < 2 || f[0] != '"' || f[n - 1] != '"')
-        return;
-    char *o = f;
-    for (size_t i = 1; i + 1 < n; i++) {
-        *o++ = f[i];
-        if (f[i] == '"' && f[i + 1] == '"')
-            i++;
+    int n = 0;
+    char *r = line, *w;
+    for (;;) {
+        if (n == max)
+            return max + 1;
+        fields[n++] = w = r;
+        if (*r == '"') {
+            for (r++;; r++) {
+                if (*r == '\0')
+                    return -1;
+                if (*r == '"') {
+                    if (r[1] != '"')
+                        break;
+                    r++;
+                }
+                *w++ = *r;
+            }
+            r++;
+            if (*r != ',' && *r != '\0')
+                return -1;
+        } else {
+            while (*r && *r != ',')
+                *w++ = *r++;
+        }
+        int more = *r == ',';
+        *w = '\0';
+        if (!more)
+            return n;
+        r++;
     }
-    *o = '\0';
 }
 
 void fit_h_team_import(fit_session *s, fit_request *req)
@@ -406,24 +433,25 @@ void fit_h_team_import(fit_session *s, fit_request *req)
     imp->results = json_array();
     imp->pending = 1;
     char *text = strdup(json_string_value(csv));
-    size_t line = 0;
-    for (char *save = NULL, *l = text ? strtok_r(text, "\n", &save) : NULL; l;
-         l = strtok_r(NULL, "\n", &save), line++) {
+    size_t line = 0, rows = 0;
+    /* Physical lines, so that errors name the line of the text (blank lines included). */
+    for (char *l = text, *next; l && *l; l = next, line++) {
+        next = strchr(l, '\n');
+        if (next)
+            *next++ = '\0';
         l[strcspn(l, "\r")] = '\0';
         if (!*l || (line == 0 && strncmp(l, "bib,", 4) == 0))
             continue;
-        char *c1 = strchr(l, ','), *c2 = c1 ? strchr(c1 + 1, ',') : NULL;
-        if ((size_t)line >= (size_t)s->srv->cfg->max_batch) {
+        if (++rows > (size_t)s->srv->cfg->max_batch) {
             import_row_error(imp, line, FIT_EBATCH_TOO_LARGE, "too many rows");
             continue;
         }
-        if (!c1 || !c2 || strchr(c2 + 1, ',')) {
+        char *f[4];
+        if (csv_split(l, f, 4) != 3) {
             import_row_error(imp, line, FIT_EINVALID_VALUE, "a row is bib,name,category");
             continue;
         }
-        *c1 = *c2 = '\0';
-        unquote(c1 + 1);
-        if (!bib_valid(l) || !*(c1 + 1) || strlen(c1 + 1) > 200 || !fit_slug_valid(c2 + 1)) {
+        if (!bib_valid(f[0]) || !*f[1] || strlen(f[1]) > 200 || !fit_slug_valid(f[2])) {
             import_row_error(imp, line, FIT_EINVALID_VALUE, "bad bib, name or category");
             continue;
         }
@@ -432,8 +460,8 @@ void fit_h_team_import(fit_session *s, fit_request *req)
             continue;
         row->imp = imp;
         row->index = line;
-        snprintf(row->bib, sizeof(row->bib), "%s", l);
-        const char *argv[] = {l, c1 + 1, c2 + 1};
+        snprintf(row->bib, sizeof(row->bib), "%s", f[0]);
+        const char *argv[] = {f[0], f[1], f[2]};
         imp->pending++;
         if (fit_ops_event_call(&s->srv->ops, "fit_team_register", 0, event, 3, argv, import_done,
                                row) != 0) {
@@ -1088,7 +1116,7 @@ static void join_done(redisReply *r, const char *errstr, void *data)
     join_ctx *j = data;
     fit_session *s = j->p->s;
     const char *re = fit_pending_re(j->p);
-    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 3) {
+    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 4) {
         fit_reply_op_error(s, re, r ? FIT_EINTERNAL : FIT_EUNAVAILABLE, "");
     } else {
         json_t *prog = json_loads(r->element[1]->str ? r->element[1]->str : "{}", 0, NULL);
@@ -1096,8 +1124,10 @@ static void join_done(redisReply *r, const char *errstr, void *data)
         json_object_set_new(reply, "event", json_string(j->event));
         json_object_set_new(reply, "status", json_string(r->element[0]->str));
         json_object_set(reply, "progress", json_object_get(prog, "p"));
-        if (j->team[0])
-            json_object_set_new(reply, "team", json_string(j->team));
+        /* The team stored at the first join: a second join changes nothing. */
+        const char *team = r->element[3]->str;
+        if (team && *team)
+            json_object_set_new(reply, "team", json_string(team));
         const char *ach = r->element[2]->str;
         if (ach && *ach) {
             char ts[40];

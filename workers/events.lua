@@ -32,6 +32,11 @@ distance = laps x lap_m. Every change announces the boards it touched on
 
 local TIE = 68719476736 -- 2^36
 
+-- "fit:{sN}:" of an event's keys: programme totals and the event list live there.
+local function shard_prefix(E)
+    return string.match(E, '^(fit:{[^}]*}:)')
+end
+
 local function base_of(meta_key)
     return string.sub(meta_key, 1, -5)
 end
@@ -82,7 +87,13 @@ local function recompute_team(E, m, bib, touched)
         end
         redis.call('HSET', E .. 'lap:' .. cid, 'st', st)
     end
+    local old_laps = tonumber(redis.call('HGET', E .. 'team:' .. bib, 'laps') or '0')
     redis.call('HSET', E .. 'team:' .. bib, 'laps', laps, 'last_ms', last)
+    if laps ~= old_laps then
+        -- Counted laps, for the staff figures (per event and programme-wide).
+        redis.call('HINCRBY', E .. 'meta', 'laps', laps - old_laps)
+        redis.call('HINCRBY', shard_prefix(E) .. 'tot', 'laps', laps - old_laps)
+    end
     local rel = last >= 0 and (last - m.start) or (TIE - 1)
     local score = laps * TIE + (TIE - 1 - math.max(0, math.min(TIE - 1, rel)))
     if laps == 0 then score = 0 end
@@ -117,6 +128,8 @@ local function event_create(keys, args)
     redis.call('HSET', E .. 'meta', 'doc', args[1], 'kind', args[2], 'state', 'scheduled',
                'dur_ms', args[3], 'lap_m', args[4], 'min_lap_ms', args[5], 'public', args[6],
                'cats', args[7])
+    redis.call('SADD', shard_prefix(E) .. 'events', event_of(E))
+    redis.call('HINCRBY', shard_prefix(E) .. 'tot', 'events', 1)
     audit(E, {op = 'create', by = args[8]})
     return 'created'
 end
@@ -138,6 +151,7 @@ local function team_register(keys, args)
     redis.call('HSET', E .. 'team:' .. args[1], 'name', args[2], 'category', args[3], 'laps', 0,
                'last_ms', -1)
     redis.call('SADD', E .. 'teams', args[1])
+    redis.call('HINCRBY', shard_prefix(E) .. 'tot', 'participations', 1)
     local touched = {}
     recompute_team(E, m, args[1], touched)
     publish(touched)
@@ -150,6 +164,8 @@ local function event_start(keys, args)
     local E = base_of(keys[1])
     local m = meta(E)
     if not m then return 'not_found' end
+    -- A finished event's results are final: starting it again would rewrite them.
+    if m.state == 'finished' then return 'finished' end
     redis.call('HSET', E .. 'meta', 'start_ms', args[1], 'state', 'started')
     audit(E, {op = 'start', at = tonumber(args[1]), by = args[2]})
     m.start = tonumber(args[1])
@@ -254,7 +270,23 @@ local function event_top(keys, args)
     if not m then return {'not_found'} end
     if args[2] == '1' and m.public ~= '1' then return {'private'} end
     local r = {redis.call('ZCARD', key)}
-    local top = redis.call('ZREVRANGE', key, 0, tonumber(args[1]) - 1, 'WITHSCORES')
+    -- Teams tied with the n-th are all read, then ordered by bib, as the results sheet is
+    -- (Redis itself orders equal scores by reverse bib).
+    local n = tonumber(args[1])
+    local top = {}
+    local last = redis.call('ZREVRANGE', key, n - 1, n - 1, 'WITHSCORES')
+    local floor = last[2] or '-inf'
+    local rows = redis.call('ZREVRANGEBYSCORE', key, '+inf', floor, 'WITHSCORES')
+    local list = {}
+    for i = 1, #rows, 2 do list[#list + 1] = {rows[i], tonumber(rows[i + 1]), rows[i + 1]} end
+    table.sort(list, function(a, b)
+        if a[2] ~= b[2] then return a[2] > b[2] end
+        return a[1] < b[1]
+    end)
+    for i = 1, math.min(n, #list) do
+        top[#top + 1] = list[i][1]
+        top[#top + 1] = list[i][3]
+    end
     for i = 1, #top, 2 do
         local t = redis.call('HMGET', E .. 'team:' .. top[i], 'name', 'category', 'laps', 'last_ms')
         r[#r + 1] = top[i]
@@ -304,6 +336,35 @@ local function event_laps(keys, args)
     return r
 end
 
+-- fit_stats_read (read-only): one shard's part of the staff figures.
+-- KEYS: fit:{sN}:tot. ARGV: today's date, the current minute (UTC ms / 60000),
+-- then ISO weeks. Returns {totals (flat), today's active, uploads of the last 60
+-- minutes (oldest first), events [(id, name, kind, state, teams, laps) ...],
+-- challenge participants (flat), connected devices (flat, shard 0 only),
+-- then one flat hash per week}.
+local function stats_read(keys, args)
+    local S = string.match(keys[1], '^(fit:{[^}]*}:)')
+    local r = {redis.call('HGETALL', keys[1])}
+    r[#r + 1] = redis.call('HGET', S .. 'sd:' .. args[1], 'active') or '0'
+    local upm, minute = {}, tonumber(args[2])
+    for i = 59, 0, -1 do upm[#upm + 1] = redis.call('GET', S .. 'upm:' .. (minute - i)) or '0' end
+    r[#r + 1] = upm
+    local events = {}
+    for _, id in ipairs(redis.call('SMEMBERS', S .. 'events')) do
+        local E = S .. 'e:' .. id .. '/'
+        local m = redis.call('HMGET', E .. 'meta', 'doc', 'kind', 'state', 'laps')
+        local name = m[1] and cjson.decode(m[1]).name or id
+        events[#events + 1] = {id, name, m[2] or '', m[3] or '', redis.call('SCARD', E .. 'teams'),
+                               m[4] or '0'}
+    end
+    r[#r + 1] = events
+    r[#r + 1] = redis.call('HGETALL', S .. 'chn')
+    r[#r + 1] = redis.call('HGETALL', S .. 'conns')
+    for i = 3, #args do r[#r + 1] = redis.call('HGETALL', S .. 'st:' .. args[i]) end
+    return r
+end
+
+redis.register_function{function_name = 'fit_stats_read', callback = stats_read, flags = {'no-writes'}}
 redis.register_function('fit_event_create', event_create)
 redis.register_function('fit_team_register', team_register)
 redis.register_function('fit_event_start', event_start)
