@@ -67,6 +67,8 @@ static const key_spec schema[] = {
     INT_KEY("boards.tick_ms", boards_tick_ms, 10, 60000, "250"),
     INT_KEY("boards.keep_weeks", boards_keep_weeks, 1, 520, "12"),
     INT_KEY("boards.max_subscriptions", boards_max_subscriptions, 1, 1000, "16"),
+    INT_KEY("stats.k", stats_k, 1, 1000, "5"),
+    STR_KEY("web_dir", web_dir, "../web"),
     STR_KEY("who_targets", who_targets, "who.json"),
     STR_KEY("met_table", met_table, "met.json"),
     STR_KEY("log_level", log_level, "notice"),

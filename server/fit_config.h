@@ -51,6 +51,8 @@ typedef struct {
     int boards_tick_ms;           /* how often dirty boards are read and pushed */
     int boards_keep_weeks;        /* weeks whose boards are kept (older ones expire) */
     int boards_max_subscriptions; /* per connection */
+    int stats_k;                  /* staff figures counting fewer members are shown as "<k" */
+    char web_dir[FIT_PATH_MAX];   /* the dashboard's files (web/), relative to the config dir */
     char who_targets[FIT_PATH_MAX];
     char met_table[FIT_PATH_MAX];
     char log_level[16];

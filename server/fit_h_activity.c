@@ -74,6 +74,7 @@ static void batch_finish(batch *b)
 
 static void batch_item_error(batch *b, size_t index, const fit_field_error *err)
 {
+    fit_metrics_error(&b->p->s->srv->metrics, err->code);
     json_array_set_new(b->results, index, fit_item_error(index, b->prefix, err));
     b->rejected++;
 }

@@ -370,6 +370,9 @@ static const handler_spec handlers[] = {
     {"event.results", 2, fit_h_event_results, {"event", NULL}},
     {"marshal.token", 2, fit_h_marshal_token, {"event", "marshal", "ttl_s", NULL}},
     {"challenge.join", 1, fit_h_challenge_join, {"event", "team", NULL}},
+    {"stats.get", 2, fit_h_stats_get, {"week", NULL}},
+    {"stats.subscribe", 2, fit_h_stats_subscribe, {"week", NULL}},
+    {"stats.unsubscribe", 2, fit_h_stats_unsubscribe, {NULL}},
 };
 
 static int check_fields(fit_session *s, fit_request *req, const handler_spec *h)
@@ -441,6 +444,7 @@ void fit_handle_message(fit_session *s, const char *buf, size_t len)
     for (size_t i = 0; i < sizeof(handlers) / sizeof(handlers[0]); i++)
         if (strcmp(handlers[i].type, req.type) == 0)
             h = &handlers[i];
+    fit_metrics_in(&s->srv->metrics, req.type, h != NULL);
     if (!h) {
         char msg[128];
         snprintf(msg, sizeof(msg), "unknown message type \"%.64s\"", req.type);

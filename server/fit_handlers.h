@@ -85,6 +85,9 @@ void fit_h_event_laps(fit_session *s, fit_request *req);
 void fit_h_event_results(fit_session *s, fit_request *req);
 void fit_h_marshal_token(fit_session *s, fit_request *req);
 void fit_h_challenge_join(fit_session *s, fit_request *req);
+void fit_h_stats_get(fit_session *s, fit_request *req);
+void fit_h_stats_subscribe(fit_session *s, fit_request *req);
+void fit_h_stats_unsubscribe(fit_session *s, fit_request *req);
 
 /* Final standings of an event from fit_event_results' reply (fit_h_events.c); NULL if none. */
 json_t *fit_event_results_json(const redisReply *r);

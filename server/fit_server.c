@@ -212,19 +212,36 @@ static void results_csv_done(redisReply *r, const char *errstr, void *data)
     free(h);
 }
 
-static int handle_results_csv(struct lws *wsi, struct pss *p, fit_server *srv, const char *event)
+/*
+ * Checks "Authorization: Bearer <token>" (the scheme in any case, RFC 7235).
+ * Returns 1 with *claims filled, or replies 401 and returns 0 (or -1 to close).
+ */
+static int http_auth(struct lws *wsi, struct pss *p, fit_server *srv, fit_token_claims *claims,
+                     int *rc_out)
 {
     char auth[FIT_TOKEN_MAX + 16];
-    fit_token_claims claims;
     if (lws_hdr_copy(wsi, auth, sizeof(auth), WSI_TOKEN_HTTP_AUTHORIZATION) <= 7 ||
-        strncmp(auth, "Bearer ", 7) != 0)
-        return http_error(wsi, p, HTTP_STATUS_UNAUTHORIZED, FIT_EUNAUTHENTICATED,
-                          "send Authorization: Bearer <host or staff token>");
+        strncasecmp(auth, "Bearer ", 7) != 0) {
+        *rc_out = http_error(wsi, p, HTTP_STATUS_UNAUTHORIZED, FIT_EUNAUTHENTICATED,
+                             "send Authorization: Bearer <token>");
+        return 0;
+    }
     uv_timeval64_t tv;
     uv_gettimeofday(&tv);
-    int rc = fit_token_verify(auth + 7, srv->secret, strlen(srv->secret), tv.tv_sec, &claims);
-    if (rc)
-        return http_error(wsi, p, HTTP_STATUS_UNAUTHORIZED, rc, fit_strerror(rc));
+    int rc = fit_token_verify(auth + 7, srv->secret, strlen(srv->secret), tv.tv_sec, claims);
+    if (rc) {
+        *rc_out = http_error(wsi, p, HTTP_STATUS_UNAUTHORIZED, rc, fit_strerror(rc));
+        return 0;
+    }
+    return 1;
+}
+
+static int handle_results_csv(struct lws *wsi, struct pss *p, fit_server *srv, const char *event)
+{
+    fit_token_claims claims;
+    int rc;
+    if (!http_auth(wsi, p, srv, &claims, &rc))
+        return rc;
     if (!(claims.role == FIT_ROLE_STAFF ||
           (claims.role == FIT_ROLE_HOST && strcmp(claims.event, event) == 0)))
         return http_error(wsi, p, HTTP_STATUS_FORBIDDEN, FIT_EFORBIDDEN,
@@ -245,9 +262,144 @@ static int handle_results_csv(struct lws *wsi, struct pss *p, fit_server *srv, c
     return 0;
 }
 
+/* ---- GET /api/v1/stats[.csv]?week=2026-W10 (staff Bearer token) ---- */
+
+typedef struct {
+    http_pending h;
+    int csv;
+} stats_http;
+
+static void stats_http_done(int err, const json_t *stats, void *data)
+{
+    stats_http *sh = data;
+    struct lws *wsi = sh->h.wsi;
+    if (wsi) {
+        struct pss *p = lws_wsi_user(wsi);
+        p->pending = NULL;
+        if (err) {
+            http_error(wsi, p, HTTP_STATUS_SERVICE_UNAVAILABLE, FIT_EUNAVAILABLE,
+                       "storage is unavailable; retry later");
+        } else if (sh->csv) {
+            size_t len;
+            char *csv = fit_stats_csv(stats, &len);
+            snprintf(p->filename, sizeof(p->filename), "fitsync-stats-%s.csv",
+                     json_string_value(json_object_get(stats, "week")));
+            http_respond(wsi, p, HTTP_STATUS_OK, "text/csv; charset=utf-8", csv, len);
+        } else {
+            http_reply(wsi, p, HTTP_STATUS_OK, json_incref((json_t *)stats));
+        }
+    }
+    free(sh);
+}
+
+static int handle_stats(struct lws *wsi, struct pss *p, fit_server *srv, int csv)
+{
+    fit_token_claims claims;
+    int rc;
+    if (!http_auth(wsi, p, srv, &claims, &rc))
+        return rc;
+    if (claims.role != FIT_ROLE_STAFF)
+        return http_error(wsi, p, HTTP_STATUS_FORBIDDEN, FIT_EFORBIDDEN,
+                          "programme statistics are for staff tokens");
+    char week[FIT_WEEK_LEN], arg[32];
+    int y, w;
+    const char *v = lws_get_urlarg_by_name(wsi, "week=", arg, sizeof(arg));
+    if (v) {
+        if (fit_iso_week_parse(v, &y, &w) != 0)
+            return http_error(wsi, p, HTTP_STATUS_BAD_REQUEST, FIT_EINVALID_VALUE,
+                              "week must be an ISO week like 2026-W10");
+        snprintf(week, sizeof(week), "%s", v);
+    } else {
+        uv_timeval64_t tv;
+        uv_gettimeofday(&tv);
+        fit_ops_current_week(&srv->ops, (int64_t)tv.tv_sec * 1000, week);
+    }
+    stats_http *sh = calloc(1, sizeof(*sh));
+    if (!sh)
+        return -1;
+    sh->h.wsi = wsi;
+    sh->h.srv = srv;
+    sh->csv = csv;
+    uv_timeval64_t tv;
+    uv_gettimeofday(&tv);
+    if (fit_stats_read(&srv->stats, week, (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000,
+                       stats_http_done, sh) != 0) {
+        free(sh);
+        return http_error(wsi, p, HTTP_STATUS_SERVICE_UNAVAILABLE, FIT_EUNAVAILABLE,
+                          "storage is unavailable; retry later");
+    }
+    p->pending = &sh->h;
+    return 0;
+}
+
+/* ---- GET /metrics (Prometheus text format 0.0.4) ---- */
+
+static int handle_metrics(struct lws *wsi, struct pss *p, fit_server *srv)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    if (!f)
+        return -1;
+    size_t qbytes = 0;
+    for (fit_session *s = srv->all_sessions; s; s = s->all_next)
+        qbytes += s->qbytes;
+    fprintf(f,
+            "# HELP fitsync_connections Open WebSocket connections.\n"
+            "# TYPE fitsync_connections gauge\nfitsync_connections %zu\n",
+            srv->sessions);
+    fprintf(f,
+            "# HELP fitsync_push_queue_bytes Bytes queued for clients, not yet written.\n"
+            "# TYPE fitsync_push_queue_bytes gauge\nfitsync_push_queue_bytes %zu\n",
+            qbytes);
+    fprintf(f,
+            "# HELP fitsync_requests_in_flight Requests waiting for Redis.\n"
+            "# TYPE fitsync_requests_in_flight gauge\nfitsync_requests_in_flight %zu\n",
+            srv->inflight);
+    fprintf(f,
+            "# HELP fitsync_redis_up 1 when Redis is connected and the Functions loaded.\n"
+            "# TYPE fitsync_redis_up gauge\nfitsync_redis_up %d\n",
+            fit_store_ready(&srv->store));
+    fprintf(f,
+            "# HELP fitsync_redis_reconnects_total Connections to Redis lost.\n"
+            "# TYPE fitsync_redis_reconnects_total counter\n"
+            "fitsync_redis_reconnects_total %llu\n",
+            (unsigned long long)srv->store.reconnects);
+    fprintf(f,
+            "# HELP fitsync_redis_child_restarts_total Embedded redis-server restarts.\n"
+            "# TYPE fitsync_redis_child_restarts_total counter\n"
+            "fitsync_redis_child_restarts_total %llu\n",
+            (unsigned long long)(srv->have_child ? srv->child.restarts : 0));
+    fprintf(f,
+            "# HELP fitsync_leaderboard_reads_total Coalesced leaderboard reads.\n"
+            "# TYPE fitsync_leaderboard_reads_total counter\n"
+            "fitsync_leaderboard_reads_total %llu\n"
+            "# HELP fitsync_leaderboard_pushes_total Leaderboard pushes queued.\n"
+            "# TYPE fitsync_leaderboard_pushes_total counter\n"
+            "fitsync_leaderboard_pushes_total %llu\n",
+            (unsigned long long)srv->hub.reads, (unsigned long long)srv->hub.pushes);
+    fit_metrics_write(&srv->metrics, f);
+    fit_store_latency_write(&srv->store, f);
+    fclose(f);
+    return http_respond(wsi, p, HTTP_STATUS_OK, "text/plain; version=0.0.4", buf, len);
+}
+
 static int handle_http(struct lws *wsi, struct pss *p, const char *uri)
 {
     fit_server *srv = lws_context_user(lws_get_context(wsi));
+    if (strcmp(uri, "/api/v1/stats") == 0 || strcmp(uri, "/api/v1/stats.csv") == 0)
+        return handle_stats(wsi, p, srv, uri[13] == '.');
+    if (strcmp(uri, "/metrics") == 0)
+        return handle_metrics(wsi, p, srv);
+    if (strcmp(uri, "/dashboard") == 0 || strcmp(uri, "/") == 0) {
+        /* The dashboard lives at /dashboard/ (its files are relative to it). */
+        unsigned char hdr[LWS_PRE + 512], *start = hdr + LWS_PRE, *ptr = start,
+                                          *end = hdr + sizeof(hdr) - 1;
+        if (lws_http_redirect(wsi, HTTP_STATUS_FOUND, (const unsigned char *)"/dashboard/", 11,
+                              &ptr, end) < 0)
+            return -1;
+        return lws_http_transaction_completed(wsi) ? -1 : 0;
+    }
     if (strcmp(uri, "/healthz") == 0) {
         int up = fit_store_ready(&srv->store);
         return http_reply(wsi, p, up ? HTTP_STATUS_OK : HTTP_STATUS_SERVICE_UNAVAILABLE,
@@ -443,6 +595,7 @@ static void finish_stop(fit_server *srv)
 {
     if (srv->ctx)
         lws_context_destroy(srv->ctx); /* first stage; handles close as the loop runs */
+    fit_staff_stop(srv);
     if (srv->have_hub)
         fit_board_hub_close(&srv->hub, NULL);
     srv->have_hub = 0;
@@ -552,6 +705,7 @@ int fit_server_start(fit_server *srv, uv_loop_t *loop, fit_config *cfg)
     srv->ops.board_keep_weeks = cfg->boards_keep_weeks;
     srv->ops.tz_offset_min = cfg->timezone_offset_min;
     fit_age_bands_spec(&cfg->boards, srv->ops.age_bands, sizeof(srv->ops.age_bands));
+    fit_ops_who_json(&cfg->who, srv->ops.who_json, sizeof(srv->ops.who_json));
     if (uv_random(NULL, NULL, &srv->origin, sizeof(srv->origin), 0, NULL) != 0)
         srv->origin = (uint64_t)uv_hrtime() ^ (uint64_t)getpid();
     if (fit_board_hub_init(&srv->hub, loop, &srv->ops, &so, (uint32_t)cfg->boards_tick_ms,
@@ -560,6 +714,7 @@ int fit_server_start(fit_server *srv, uv_loop_t *loop, fit_config *cfg)
         return FIT_EINVALID_VALUE;
     }
     srv->have_hub = 1;
+    fit_staff_start(srv);
     srv->store.on_state = store_state;
     srv->store.on_state_data = srv;
 
@@ -568,6 +723,26 @@ int fit_server_start(fit_server *srv, uv_loop_t *loop, fit_config *cfg)
     struct lws_context_creation_info info;
     memset(&info, 0, sizeof(info));
     void *foreign_loops[1] = {loop};
+    /* The staff dashboard's files (web/dashboard) and Chart.js (web/node_modules). */
+    char web[FIT_PATH_MAX], absweb[FIT_PATH_MAX];
+    fit_config_path(cfg, cfg->web_dir, web);
+    if (realpath(web, absweb)) {
+        snprintf(srv->dashboard_dir, sizeof(srv->dashboard_dir), "%s/dashboard", absweb);
+        snprintf(srv->vendor_dir, sizeof(srv->vendor_dir), "%s/node_modules/chart.js/dist", absweb);
+        srv->mounts[0] = (struct lws_http_mount){.mount_next = &srv->mounts[1],
+                                                 .mountpoint = "/dashboard/vendor",
+                                                 .origin = srv->vendor_dir,
+                                                 .origin_protocol = LWSMPRO_FILE,
+                                                 .mountpoint_len = 17};
+        srv->mounts[1] = (struct lws_http_mount){.mountpoint = "/dashboard",
+                                                 .origin = srv->dashboard_dir,
+                                                 .def = "index.html",
+                                                 .origin_protocol = LWSMPRO_FILE,
+                                                 .mountpoint_len = 10};
+        info.mounts = &srv->mounts[0];
+    } else {
+        fprintf(stderr, "fitsyncd: no web_dir at %s: /dashboard/ is not served\n", web);
+    }
     info.port = cfg->port;
     info.iface = strcmp(cfg->host, "0.0.0.0") == 0 ? NULL : cfg->host;
     info.protocols = protocols;

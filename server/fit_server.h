@@ -16,8 +16,10 @@
 #include "fit_config.h"
 #include "fit_board_hub.h"
 #include "fit_message.h"
+#include "fit_metrics.h"
 #include "fit_ops.h"
 #include "fit_redis_child.h"
+#include "fit_stats.h"
 #include "fit_store.h"
 #include "fit_token.h"
 
@@ -60,6 +62,9 @@ struct fit_session {
     int rate_started;
     int close_after_flush;
     int close_sent;
+    int stats_sub;                 /* staff: stats.subscribe */
+    char stats_week[FIT_WEEK_LEN]; /* "" = the current week */
+    char *stats_last;              /* the figures last sent */
     int close_code;
     char close_reason[64];
     fit_session *user_next, *user_prev; /* the user's other devices on this process */
@@ -82,6 +87,12 @@ struct fit_server {
     fit_ops ops; /* store + shards + change-log window + WHO targets, for workers/ calls */
     fit_board_hub hub;
     int have_hub;
+    fit_stats_params stats;
+    fit_metrics metrics;
+    struct lws_http_mount mounts[2]; /* /dashboard/vendor and /dashboard (web/) */
+    char dashboard_dir[FIT_PATH_MAX], vendor_dir[FIT_PATH_MAX];
+    uv_timer_t stats_timer, heartbeat_timer;
+    int have_staff;
     fit_redis_child child;
     int have_child;
     char redis_address[512];
@@ -155,6 +166,10 @@ void fit_server_each_device(fit_server *srv, const char *user, void (*fn)(fit_se
 void fit_server_push_user(fit_server *srv, const char *user, fit_session *from, const json_t *msg);
 
 #define FIT_DEV_CHANNEL "fit:dev"
+
+/* Staff statistics (fit_staff.c): the push timer and the connected-devices heartbeat. */
+void fit_staff_start(fit_server *srv);
+void fit_staff_stop(fit_server *srv);
 
 /* --- handlers (fit_handlers.c) --- */
 

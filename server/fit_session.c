@@ -56,6 +56,7 @@ void fit_session_unref(fit_session *s)
         return;
     drop_queue(s);
     free(s->rx);
+    free(s->stats_last);
     free(s);
 }
 
@@ -132,6 +133,14 @@ void fit_session_send_keyed(fit_session *s, const json_t *msg, const char *key)
 {
     if (!s->wsi || s->close_after_flush)
         return;
+    const char *type = json_string_value(json_object_get(msg, "type"));
+    fit_metrics_out(&s->srv->metrics, type);
+    if (type && strcmp(type, "error") == 0) {
+        const char *code = json_string_value(json_object_get(msg, "code"));
+        for (int c = FIT__FIRST + 1; code && c < FIT__LAST; c++)
+            if (strcmp(fit_err_name(c), code) == 0)
+                fit_metrics_error(&s->srv->metrics, c);
+    }
     char *text = json_dumps(msg, JSON_COMPACT);
     if (!text)
         return;

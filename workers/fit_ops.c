@@ -38,7 +38,7 @@ static void arg(args_t *a, const char *s)
 static void argf(args_t *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void argf(args_t *a, const char *fmt, ...)
 {
-    char buf[512];
+    char buf[2048];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(buf, sizeof(buf), fmt, ap);
@@ -75,8 +75,28 @@ static void args_ctx(args_t *a, const fit_ops *ops)
     fit_ops_current_week(ops, now - (int64_t)ops->board_keep_weeks * 7 * FIT_MS_PER_DAY, mw);
     /* Boards live while their week is kept, plus a week of grace. */
     long long ttl = ((long long)ops->board_keep_weeks + 2) * 7 * FIT_MS_PER_DAY;
-    argf(a, "{\"w\":%lld,\"b\":\"%s\",\"t\":%lld,\"mw\":\"%s\"}", (long long)ops->window_ms,
-         ops->age_bands, ttl, mw);
+    argf(a, "{\"w\":%lld,\"b\":\"%s\",\"t\":%lld,\"mw\":\"%s\",\"who\":%s}",
+         (long long)ops->window_ms, ops->age_bands, ttl, mw,
+         ops->who_json[0] ? ops->who_json : "null");
+}
+
+void fit_ops_who_json(const fit_who_targets *who, char *buf, size_t len)
+{
+    json_t *o = json_object();
+    for (int b = 0; b < FIT_BAND_COUNT; b++) {
+        const fit_who_target *g = &who->band[b];
+        json_object_set_new(o, fit_band_name((fit_band)b),
+                            json_pack("{s:i, s:i, s:i, s:s, s:i, s:i, s:i}", "min_age", g->min_age,
+                                      "max_age", g->max_age, "aerobic_min", g->aerobic_min,
+                                      "measure",
+                                      g->measure == FIT_MEASURE_MVPA ? "mvpa" : "equivalent",
+                                      "vigorous_days", g->vigorous_days, "strength_days",
+                                      g->strength_days, "balance_days", g->balance_days));
+    }
+    char *s = json_dumps(o, JSON_COMPACT);
+    snprintf(buf, len, "%s", s ? s : "null");
+    free(s);
+    json_decref(o);
 }
 
 /* Starts "FCALL fn 1 <log key> [device ctx]". */

@@ -34,7 +34,11 @@ typedef struct {
     char age_bands[256];  /* fit_age_bands_spec() of the configured bands */
     int board_keep_weeks; /* boards of older weeks are no longer written and expire */
     int tz_offset_min;    /* the programme's time zone: which week is current */
+    char who_json[1024];  /* fit_ops_who_json(): the WHO targets for the statistics */
 } fit_ops;
+
+/* Writes the WHO 2020 targets as the JSON the Functions' statistics read (ctx.who). */
+void fit_ops_who_json(const fit_who_targets *who, char *buf, size_t len);
 
 /* The current ISO week in the programme's time zone, at now_ms (UTC ms). */
 void fit_ops_current_week(const fit_ops *ops, int64_t now_ms, char *week);

@@ -25,6 +25,7 @@ struct fit_store_req {
     fit_store_cb *cb;
     void *data;
     uint64_t sent_ms;
+    uint64_t sent_ns; /* uv_hrtime(), for the latency histogram */
     fit_store_req *next, *prev;
     int internal; /* the FUNCTION LOAD issued by the store itself */
 };
@@ -152,11 +153,47 @@ static void unlink_req(fit_store *s, fit_store_req *r)
     s->pending--;
 }
 
+/* Upper bounds of the latency buckets, seconds (the last is +Inf). */
+static const double lat_bounds[12] = {0.0005, 0.001, 0.002, 0.005, 0.01, 0.025,
+                                      0.05,   0.1,   0.25,  0.5,   1.0,  1e300};
+
+static void latency_observe(fit_store *s, uint64_t ns)
+{
+    double sec = (double)ns / 1e9;
+    for (int i = 0; i < 12; i++)
+        if (sec <= lat_bounds[i]) {
+            s->lat_buckets[i]++;
+            break;
+        }
+    s->lat_count++;
+    s->lat_sum_s += sec;
+}
+
+void fit_store_latency_write(const fit_store *s, FILE *f)
+{
+    fprintf(f, "# HELP fitsync_redis_command_seconds Redis command latency, send to reply.\n"
+               "# TYPE fitsync_redis_command_seconds histogram\n");
+    uint64_t cum = 0;
+    for (int i = 0; i < 12; i++) {
+        cum += s->lat_buckets[i];
+        if (i < 11)
+            fprintf(f, "fitsync_redis_command_seconds_bucket{le=\"%g\"} %llu\n", lat_bounds[i],
+                    (unsigned long long)cum);
+        else
+            fprintf(f, "fitsync_redis_command_seconds_bucket{le=\"+Inf\"} %llu\n",
+                    (unsigned long long)cum);
+    }
+    fprintf(f, "fitsync_redis_command_seconds_sum %.6f\nfitsync_redis_command_seconds_count %llu\n",
+            s->lat_sum_s, (unsigned long long)s->lat_count);
+}
+
 static void reply_cb(redisAsyncContext *ac, void *reply, void *privdata)
 {
     fit_store_req *r = privdata;
     fit_store *s = r->store;
     unlink_req(s, r);
+    if (reply)
+        latency_observe(s, uv_hrtime() - r->sent_ns);
     const char *errstr = NULL;
     if (!reply)
         errstr = s->last_error[0] ? s->last_error : "connection to Redis lost";
@@ -183,6 +220,7 @@ static int send_req(fit_store *s, fit_store_req *r, int argc, const char **argv,
 {
     r->store = s;
     r->sent_ms = uv_now(s->loop);
+    r->sent_ns = uv_hrtime();
     r->prev = s->tail;
     r->next = NULL;
     if (s->tail)

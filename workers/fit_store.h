@@ -27,6 +27,7 @@
 #include <hiredis/hiredis.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <uv.h>
 
 typedef enum {
@@ -72,6 +73,10 @@ typedef struct fit_store {
     size_t lua_len;
     char last_error[128];
     uint64_t reconnects; /* connections lost since start */
+    /* Command latency (send to reply), for /metrics: counts per bucket, and the sum. */
+    uint64_t lat_buckets[12];
+    uint64_t lat_count;
+    double lat_sum_s;
     int close_pending;
 } fit_store;
 
@@ -101,6 +106,9 @@ int fit_store_ready(const fit_store *store);
  * has closed. The struct must stay valid until then.
  */
 void fit_store_close(fit_store *store, void (*on_closed)(fit_store *store));
+
+/* Writes the command latency histogram in the Prometheus text format. */
+void fit_store_latency_write(const fit_store *store, FILE *f);
 
 /* Logical shard of a user or event id: FNV-1a 32-bit of the id, mod shards (DESIGN.md decision 3).
  */

@@ -71,8 +71,24 @@ end
 
 -- Recomputes one local day from every segment and summary it holds, and
 -- writes (or removes) its totals in the week hash.
+-- Today's active members (staff statistics): a per-shard count per local date
+-- of members with any MVPA minute that day, kept as days change.
+local function day_active_changed(P, date, was, is)
+    if was == is then return end
+    local key = string.match(P, '^(fit:{[^}]*}:)') .. 'sd:' .. date
+    redis.call('HINCRBY', key, 'active', is and 1 or -1)
+    redis.call('EXPIRE', key, 8 * 86400)
+end
+
+local function day_is_active(json)
+    if not json then return false end
+    local d = cjson.decode(json)
+    return d.mo + d.vi > 0
+end
+
 local function recompute_day(P, date, week)
     local dkey, wkey = P .. 'd:' .. date, P .. 'w:' .. week
+    local was_active = day_is_active(redis.call('HGET', wkey, date))
     local h = redis.call('HGETALL', dkey)
     local ev = {}
     local mo, vi, li, ssteps, sdist = 0, 0, 0, 0, 0
@@ -100,6 +116,7 @@ local function recompute_day(P, date, week)
     end
     if not live then
         redis.call('HDEL', wkey, date)
+        day_active_changed(P, date, was_active, false)
         return
     end
     -- Sweep the boundaries; each elementary interval goes to the highest
@@ -127,6 +144,7 @@ local function recompute_day(P, date, week)
         ba = balance,
     }
     redis.call('HSET', wkey, date, cjson.encode(day))
+    day_active_changed(P, date, was_active, day.mo + day.vi > 0)
 end
 
 -- Appends one change to the log, trimming entries older than the window.
@@ -319,26 +337,33 @@ local function challenge_progress(P, def)
     return total
 end
 
--- Recomputes the member's progress in every challenge they joined.
-local function challenges_after(P, touched)
+-- Recomputes the member's progress in every challenge they joined. With
+-- refresh set (their profile changed), their board entries are rewritten even
+-- if progress did not change: "boards": false keeps them off challenge boards
+-- too (their progress still counts for their team, an aggregate).
+local function challenges_after(P, touched, refresh)
     local ch = redis.call('HGETALL', P .. 'ch')
     if #ch == 0 then return end
     local user, S = user_of(P), shard_of(P)
+    local listed = redis.call('HGET', P .. 'p', 'boards') ~= '0'
     for i = 1, #ch, 2 do
         local id, def = ch[i], cjson.decode(ch[i + 1])
         local st = cjson.decode(redis.call('HGET', P .. 'chp', id) or '{"p":0,"c":0}')
         local p = challenge_progress(P, def)
-        if p ~= st.p then
+        if p ~= st.p or refresh then
             local c = p
             if def.cap and def.cap > 0 then c = math.min(p, def.cap) end
-            if p > 0 then
+            if p > 0 and listed then
                 redis.call('ZADD', S .. 'ch:' .. id .. '/all', p, user)
             else
                 redis.call('ZREM', S .. 'ch:' .. id .. '/all', user)
             end
             touched[#touched + 1] = 'challenge:' .. id .. ':all'
             if def.team and def.team ~= '' and c ~= st.c then
-                redis.call('ZINCRBY', S .. 'ch:' .. id .. '/teams', c - st.c, def.team)
+                local tkey = S .. 'ch:' .. id .. '/teams'
+                local t = tonumber(redis.call('ZINCRBY', tkey, c - st.c, def.team))
+                -- A team back at nothing leaves the board, like one that never scored.
+                if t <= 1e-9 then redis.call('ZREM', tkey, def.team) end
                 touched[#touched + 1] = 'challenge:' .. id .. ':teams'
             end
             redis.call('HSET', P .. 'chp', id, cjson.encode({p = p, c = c}))
@@ -354,28 +379,134 @@ local function challenges_after(P, touched)
     end
 end
 
--- After a change to weeks: re-rank the member on their boards and challenges and announce them.
+-- ---- staff statistics (aggregates only) ----
+--
+-- Per shard and ISO week, fit:{sN}:st:<week> holds sums over members, field
+-- "<segment>|<figure>": segments all, d:<district>, a:<age band>, g:<gender>;
+-- figures a (active: any MVPA), am (aerobic target met), gm (whole guideline
+-- met), n (sessions), mo, vi, eq (minutes). Each member's last contribution
+-- to a week is kept in P.."sc" (week -> {c, s}), so a change subtracts the old
+-- contribution and adds the new one: the sums always equal the members' data.
+-- The WHO 2020 rules here mirror protocol/fit_who.c (the targets come in ctx.who
+-- from config/who.json); a test compares the two.
+
+local STAT_FIGURES = {'a', 'am', 'gm', 'n', 'mo', 'vi', 'eq'}
+
+local function who_band(who, birth_year, pregnant, year)
+    if pregnant then return who.pregnancy end
+    if not birth_year then return who.adults end
+    local age = year - birth_year
+    if age < who.children.min_age then return who.children end
+    for _, b in ipairs({who.children, who.adults, who.older_adults}) do
+        if age >= b.min_age and (b.max_age < 0 or age <= b.max_age) then return b end
+    end
+    return who.adults
+end
+
+local function week_contribution(P, week, ctx)
+    local c = {a = 0, am = 0, gm = 0, n = 0, mo = 0, vi = 0, eq = 0}
+    local vd, sd, bd = 0, 0, 0
+    local sessions = {}
+    local h = redis.call('HGETALL', P .. 'w:' .. week)
+    for i = 1, #h, 2 do
+        local d = cjson.decode(h[i + 1])
+        c.mo, c.vi = c.mo + d.mo, c.vi + d.vi
+        if d.vi > 0 then vd = vd + 1 end
+        if d.sg == 1 then sd = sd + 1 end
+        if d.ba == 1 then bd = bd + 1 end
+        for _, f in ipairs(redis.call('HKEYS', P .. 'd:' .. h[i])) do
+            if string.sub(f, 1, 2) == 's:' then sessions[f] = true end
+        end
+    end
+    for _ in pairs(sessions) do c.n = c.n + 1 end
+    c.eq = c.mo + 2 * c.vi
+    if c.mo + c.vi > 0 then c.a = 1 end
+    local p = redis.call('HMGET', P .. 'p', 'birth_year', 'pregnant', 'district', 'gender')
+    local band = who_band(ctx.who, tonumber(p[1]), p[2] == '1', tonumber(string.sub(week, 1, 4)))
+    local figure = band.measure == 'mvpa' and (c.mo + c.vi) or c.eq
+    if figure >= band.aerobic_min then c.am = 1 end
+    if c.am == 1 and vd >= band.vigorous_days and sd >= band.strength_days and bd >= band.balance_days then
+        c.gm = 1
+    end
+    local segs = {'all'}
+    if p[3] then segs[#segs + 1] = 'd:' .. p[3] end
+    local ab = age_band(ctx.b, week, tonumber(p[1]))
+    if ab then segs[#segs + 1] = 'a:' .. ab end
+    if p[4] then segs[#segs + 1] = 'g:' .. p[4] end
+    return c, segs
+end
+
+local function stats_apply(S, week, c, segs, sign)
+    local key = S .. 'st:' .. week
+    for _, seg in ipairs(segs) do
+        for _, f in ipairs(STAT_FIGURES) do
+            if c[f] ~= 0 then redis.call('HINCRBY', key, seg .. '|' .. f, sign * c[f]) end
+        end
+    end
+end
+
+-- Replaces the member's contribution to a week's statistics.
+local function stats_week(P, week, ctx)
+    local S = shard_of(P)
+    local old = redis.call('HGET', P .. 'sc', week)
+    if old then
+        old = cjson.decode(old)
+        stats_apply(S, week, old.c, old.s, -1)
+    end
+    local c, segs = week_contribution(P, week, ctx)
+    if c.a == 0 and c.n == 0 then
+        redis.call('HDEL', P .. 'sc', week)
+    else
+        stats_apply(S, week, c, segs, 1)
+        redis.call('HSET', P .. 'sc', week, cjson.encode({c = c, s = segs}))
+    end
+end
+
+-- Programme totals since launch (per shard): members, activities, events,
+-- participations, laps.
+local function total(S, field, delta)
+    redis.call('HINCRBY', S .. 'tot', field, delta)
+end
+
+local function member_seen(P)
+    if redis.call('SETNX', P .. 'since', now_ms()) == 1 then total(shard_of(P), 'members', 1) end
+end
+
+local function upload_counted(P)
+    local key = shard_of(P) .. 'upm:' .. math.floor(now_ms() / 60000)
+    redis.call('INCR', key)
+    redis.call('EXPIRE', key, 7200)
+end
+
+-- After a change to weeks: re-rank the member on their boards and challenges,
+-- update the statistics, and announce the boards.
 local function boards_after(P, ctx, weeks)
     local touched = {}
-    for _, w in ipairs(weeks) do update_boards(P, w, ctx, touched) end
+    for _, w in ipairs(weeks) do
+        update_boards(P, w, ctx, touched)
+        stats_week(P, w, ctx)
+    end
     challenges_after(P, touched)
     publish(touched)
 end
 
 -- fit_challenge_join: KEYS: the member's log key. ARGV: event id, definition JSON.
--- Returns {"joined" | "duplicate", progress JSON}.
+-- Returns {"joined" | "duplicate", progress JSON, achieved at ms or '', the team joined}.
 local function challenge_join(keys, args)
     local P = prefix_of(keys[1])
     local status = 'joined'
     if redis.call('HEXISTS', P .. 'ch', args[1]) == 1 then status = 'duplicate' end
     if status == 'joined' then
         redis.call('HSET', P .. 'ch', args[1], args[2])
+        total(shard_of(P), 'participations', 1)
+        redis.call('HINCRBY', shard_of(P) .. 'chn', args[1], 1)
         local touched = {}
         challenges_after(P, touched)
         publish(touched)
     end
     return {status, redis.call('HGET', P .. 'chp', args[1]) or '{"p":0,"c":0}',
-            redis.call('HGET', P .. 'ach', args[1]) or ''}
+            redis.call('HGET', P .. 'ach', args[1]) or '',
+            cjson.decode(redis.call('HGET', P .. 'ch', args[1])).team or ''}
 end
 
 -- fit_challenge_top (read-only): one shard's part of a challenge board.
@@ -439,6 +570,9 @@ local function activity_put(keys, args)
     redis.call('HSET', akey, 'doc', doc, 'rev', 1, 'days', cjson.encode(days), 'del', '0')
     redis.call('ZADD', P .. 'acts', args[5], cid)
     local cursor = log_change(P, ctx.w, 'activity', 'upsert', cid, 1, doc, device)
+    member_seen(P)
+    total(shard_of(P), 'activities', 1)
+    upload_counted(P)
     local weeks = weeks_of(days)
     boards_after(P, ctx, weeks)
     return add_weeks({'created', 1, cursor}, weeks)
@@ -492,6 +626,7 @@ local function activity_delete(keys, args)
     redis.call('HSET', akey, 'rev', rev, 'del', '1', 'days', '[]')
     redis.call('HDEL', akey, 'doc')
     local cursor = log_change(P, ctx.w, 'activity', 'delete', cid, rev, nil, device)
+    total(shard_of(P), 'activities', -1)
     local weeks = weeks_of(old)
     boards_after(P, ctx, weeks)
     return add_weeks({'deleted', rev, cursor}, weeks)
@@ -540,6 +675,8 @@ local function summary_put(keys, args)
     redis.call('ZADD', P .. 'sums', args[13], date .. '|' .. source)
     recompute_day(P, date, week)
     local cursor = log_change(P, ctx.w, 'summary', 'upsert', date .. '|' .. source, 1, doc, device)
+    member_seen(P)
+    upload_counted(P)
     boards_after(P, ctx, {week})
     return {'applied', cursor, week}
 end
@@ -617,6 +754,11 @@ local function profile_set(keys, args)
             update_boards(P, w, ctx, touched)
         end
     end
+    -- Statistics follow the profile too (district, gender, band), for every week counted,
+    -- and so do challenge boards (the "boards" flag, the name).
+    for _, w in ipairs(redis.call('HKEYS', P .. 'sc')) do stats_week(P, w, ctx) end
+    challenges_after(P, touched, true)
+    member_seen(P)
     publish(touched)
     local h = redis.call('HGETALL', P .. 'p')
     local obj = {}
@@ -748,6 +890,26 @@ local function account_delete(keys, args)
         touched[#touched + 1] = 'challenge:' .. id .. ':teams'
     end
     for _, k in ipairs({'ch', 'chp', 'ach'}) do del(P .. k) end
+    -- Aggregates: the member's contributions leave the statistics, too.
+    local S = shard_of(P)
+    local sc = redis.call('HGETALL', P .. 'sc')
+    for i = 1, #sc, 2 do
+        local old = cjson.decode(sc[i + 1])
+        stats_apply(S, sc[i], old.c, old.s, -1)
+    end
+    for _, d in ipairs(redis.call('SMEMBERS', P .. 'days')) do
+        if day_is_active(redis.call('HGET', P .. 'w:' .. iso_week_of(d), d)) then
+            day_active_changed(P, d, true, false)
+        end
+    end
+    if redis.call('EXISTS', P .. 'since') == 1 then total(S, 'members', -1) end
+    local live = 0
+    for _, cid in ipairs(redis.call('ZRANGE', P .. 'acts', 0, -1)) do
+        if redis.call('HGET', P .. 'a:' .. cid, 'del') ~= '1' then live = live + 1 end
+    end
+    total(S, 'activities', -live)
+    for i = 1, #ch, 2 do redis.call('HINCRBY', S .. 'chn', ch[i], -1) end
+    for _, k in ipairs({'sc', 'since'}) do del(P .. k) end
     publish(touched)
     for _, cid in ipairs(redis.call('ZRANGE', P .. 'acts', 0, -1)) do del(P .. 'a:' .. cid) end
     for _, d in ipairs(redis.call('SMEMBERS', P .. 'days')) do del(P .. 'd:' .. d) end

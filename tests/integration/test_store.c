@@ -123,6 +123,10 @@ static int setup(void **state)
     ops.shards = 1;
     ops.window_ms = 56LL * 86400000;
     ops.who = &who;
+    fit_ops_who_json(&who, ops.who_json, sizeof(ops.who_json));
+    snprintf(ops.age_bands, sizeof(ops.age_bands),
+             "5-17:5:17,18-34:18:34,35-49:35:49,50-64:50:64,65+:65:");
+    ops.board_keep_weeks = 520;
     wait_ready();
     return 0;
 }
