@@ -2,6 +2,7 @@
 #   make run    set up (Debian packages), build, and run fitsyncd with its embedded Redis
 #   make test   set up, build with warnings as errors, and run every test (ctest)
 # Others: make build, make sanitize (ASan+UBSan build + tests), make format, make format-check.
+# make build (so run and test too) also installs the dashboard's npm libraries in web/.
 
 BUILD ?= build
 ASAN_BUILD ?= build-asan
@@ -9,14 +10,24 @@ JOBS ?= $(shell nproc)
 PORT ?= 8080
 DATA ?= data
 
-.PHONY: all setup build run test sanitize fuzz format format-check clean
+.PHONY: all setup web build run test sanitize fuzz format format-check clean
 
 all: build
 
 setup:
 	@tools/bootstrap.sh
 
-build: setup
+# The staff dashboard's libraries (Chart.js), which fitsyncd serves from
+# web/node_modules: installed from web/package-lock.json when node_modules is
+# missing or the lock file is newer than the last install.
+WEB_DEPS := web/node_modules/.package-lock.json
+$(WEB_DEPS): web/package-lock.json | setup
+	@cd web && npm ci --silent --no-audit --no-fund
+	@touch $@
+
+web: $(WEB_DEPS)
+
+build: setup $(WEB_DEPS)
 	@cmake -S . -B $(BUILD) -DFITSYNC_WERROR=ON >/dev/null
 	@cmake --build $(BUILD) -j $(JOBS)
 
@@ -26,7 +37,7 @@ run: build
 test: build
 	@cd $(BUILD) && ctest --output-on-failure -j 2
 
-sanitize: setup
+sanitize: setup $(WEB_DEPS)
 	@cmake -S . -B $(ASAN_BUILD) -DFITSYNC_WERROR=ON -DFITSYNC_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null
 	@cmake --build $(ASAN_BUILD) -j $(JOBS)
 	@cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \

@@ -5,7 +5,11 @@ set -euo pipefail
 
 pkgs=(build-essential cmake pkg-config libwebsockets-dev libhiredis-dev
       libjansson-dev libuv1-dev libssl-dev libcmocka-dev uthash-dev
-      redis-server redis-tools clang-format clang libclang-rt-14-dev nodejs npm)
+      redis-server redis-tools clang-format clang libclang-rt-14-dev nodejs npm
+      chromium fonts-noto-cjk)
+# chromium: the dashboard's browser test drives Debian's /usr/bin/chromium
+# (playwright-core never downloads a browser); fonts-noto-cjk: the Chinese
+# district names on the page and in its screenshots.
 
 missing=()
 for p in "${pkgs[@]}"; do
