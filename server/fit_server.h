@@ -105,6 +105,7 @@ struct fit_server {
     uint64_t next_session_id;
     size_t inflight; /* requests waiting for Redis */
     size_t sessions;
+    size_t devices; /* signed-in sessions (hello accepted): "connected devices" */
     fit_session *all_sessions;
     int closing_sessions;
     fit_user_devices *users;

@@ -72,6 +72,7 @@ void fit_session_attach_user(fit_session *s)
         snprintf(u->user, sizeof(u->user), "%s", s->claims.sub);
         HASH_ADD_STR(srv->users, user, u);
     }
+    s->srv->devices++;
     s->user_prev = NULL;
     s->user_next = u->sessions;
     if (u->sessions)
@@ -87,6 +88,7 @@ static void detach_user(fit_session *s)
     HASH_FIND_STR(s->srv->users, s->claims.sub, u);
     if (!u)
         return;
+    s->srv->devices--;
     if (s->user_prev)
         s->user_prev->user_next = s->user_next;
     else if (u->sessions == s)

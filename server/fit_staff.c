@@ -12,7 +12,7 @@
 #include <string.h>
 
 #define STATS_TICK_MS 1000
-#define HEARTBEAT_MS 5000
+#define HEARTBEAT_MS 1000
 
 static int is_staff(const fit_session *s)
 {
@@ -204,7 +204,7 @@ static void heartbeat(uv_timer_t *timer)
     char origin[24], value[48];
     snprintf(origin, sizeof(origin), "%016llx", (unsigned long long)srv->origin);
     /* "count|expiry": a process that stops writing stops counting after 3 beats. */
-    snprintf(value, sizeof(value), "%zu|%lld", srv->sessions,
+    snprintf(value, sizeof(value), "%zu|%lld", srv->devices,
              (long long)(fit_now_ms() + 3 * HEARTBEAT_MS));
     const char *argv[] = {"HSET", "fit:{s0}:conns", origin, value};
     fit_store_command(&srv->store, heartbeat_done, NULL, 4, argv, NULL);
@@ -220,7 +220,7 @@ void fit_staff_start(fit_server *srv)
     uv_timer_start(&srv->stats_timer, stats_tick, STATS_TICK_MS, STATS_TICK_MS);
     uv_timer_init(srv->loop, &srv->heartbeat_timer);
     srv->heartbeat_timer.data = srv;
-    uv_timer_start(&srv->heartbeat_timer, heartbeat, 500, HEARTBEAT_MS);
+    uv_timer_start(&srv->heartbeat_timer, heartbeat, 0, HEARTBEAT_MS);
     srv->have_staff = 1;
 }
 
