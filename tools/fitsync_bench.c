@@ -185,7 +185,7 @@ struct bench_app {
     int connections, uploaders, subscribers, boards, limit, batch, inflight;
     double upload_rate, duration_s, ramp_s;
     int max_pending, connect_timeout_s, reply_timeout_s, drain_ms;
-    int echo;
+    int echo, spread_days;
     char week[FIT_WEEK_LEN];
     fit_date monday; /* of week */
     char run_id[16];
@@ -427,11 +427,17 @@ static int conn_upload(bench_conn *c)
         uint64_t item = c->next_item++;
         uint64_t slot = item % SLOTS_PER_WEEK;
         uint64_t back = (item / SLOTS_PER_WEEK) % (MAX_WEEKS_BACK + 1);
-        fit_date d = fit_civil_from_days(fit_days_from_civil(app->monday) - 7 * (int64_t)back +
-                                         (int64_t)(slot / 1440));
+        int64_t day = fit_days_from_civil(app->monday) - 7 * (int64_t)back + (int64_t)(slot / 1440);
+        if (app->spread_days > 1) {
+            /* a member's few sessions a day: item k on day (k mod D) back from W's Sunday */
+            day =
+                fit_days_from_civil(app->monday) + 6 - (int64_t)(item % (uint64_t)app->spread_days);
+            slot = (item / (uint64_t)app->spread_days) % 1440;
+        }
+        fit_date d = fit_civil_from_days(day);
         char date[FIT_DATE_LEN];
         fit_date_format(d, date);
-        if (item < SLOTS_PER_WEEK)
+        if (item < SLOTS_PER_WEEK && app->spread_days <= 1)
             c->item_sent_ns[item] = t;
         n += snprintf(
             buf + n, sizeof(buf) - (size_t)n,
@@ -1133,7 +1139,7 @@ static void usage(FILE *f)
             "         [--limit L] [--upload-rate MSG_PER_S] [--batch B] [--inflight W]\n"
             "         [--duration S] [--ramp S] [--max-pending N] [--week YYYY-Www]\n"
             "         [--json FILE] [--ready-file FILE] [--echo] [--drain-ms MS]\n"
-            "         [--connect-timeout S] [--reply-timeout S]\n"
+            "         [--connect-timeout S] [--reply-timeout S] [--spread-days D]\n"
             "       fitsync-bench --serve-echo PORT\n"
             "\n"
             "Drives fitsyncd with N connections: uploaders (member bu<i>, activity.upload of B\n"
@@ -1145,6 +1151,9 @@ static void usage(FILE *f)
             "by code and its own CPU time; as text on stdout, as JSON with --json.\n"
             "--hosts N spreads connections over 127.0.0.1..127.0.0.N (more ephemeral ports).\n"
             "--ready-file is written once every connection is set up (before measuring).\n"
+            "--spread-days D spreads each uploader's sessions over D days (W's Sunday and\n"
+            "earlier, at most 42), as members have a few sessions a day; push latency is then\n"
+            "not measured (scores no longer rise by 2 per item in week W).\n"
             "Exit status 0 only if there was no error of any kind.\n");
 }
 
@@ -1198,6 +1207,7 @@ static int options_parse(bench_app *app, int argc, char **argv, int *echo_port)
                                          {"connect-timeout", required_argument, NULL, 't'},
                                          {"reply-timeout", required_argument, NULL, 'T'},
                                          {"serve-echo", required_argument, NULL, 'E'},
+                                         {"spread-days", required_argument, NULL, 's'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     app->host = "127.0.0.1";
@@ -1284,6 +1294,9 @@ static int options_parse(bench_app *app, int argc, char **argv, int *echo_port)
             break;
         case 'T':
             rc |= parse_int("--reply-timeout", optarg, 1, 3600, &app->reply_timeout_s);
+            break;
+        case 's':
+            rc |= parse_int("--spread-days", optarg, 1, 42, &app->spread_days);
             break;
         case 'E':
             if (parse_int("--serve-echo", optarg, 1, 65535, echo_port) != 0)
