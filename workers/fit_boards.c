@@ -14,9 +14,18 @@
 
 #define TIE 68719476736.0 /* 2^36: workers/fitsync.lua, "Leaderboards" */
 
-/* "fit:{s<i>}:lb:<week>:<scope>" for board "week:<week>:<scope>". */
+/*
+ * A board's key on shard i: "fit:{s<i>}:lb:<week>:<scope>" for "week:<week>:<scope>",
+ * "fit:{s<i>}:ch:<id>/<scope>" for "challenge:<id>:<scope>".
+ */
 static void board_key(char *buf, unsigned shard, const char *board)
 {
+    if (strncmp(board, "challenge:", 10) == 0) {
+        const char *id = board + 10, *c = strchr(id, ':');
+        snprintf(buf, FIT_KEY_MAX, "fit:{s%u}:ch:%.*s/%s", shard, c ? (int)(c - id) : 0, id,
+                 c ? c + 1 : "all");
+        return;
+    }
     snprintf(buf, FIT_KEY_MAX, "fit:{s%u}:lb:%s", shard, board + 5);
 }
 
@@ -154,64 +163,17 @@ static void top_part(redisReply *r, const char *errstr, void *data)
 }
 
 /*
- * A virtual challenge's board, merged across shards: "all" is a top-K merge
- * of members' progress; "teams" sums each team's per-shard totals (a team's
- * members live on many shards), so every shard sends all its teams.
+ * Reads a board from every shard with Function fn (one call each) and merges:
+ * per_shard entries are asked of each shard (n_arg is the count sent; "0" =
+ * all). A virtual challenge's "all" board is a top-K merge of members'
+ * progress like a weekly board; its "teams" board sums each team's per-shard
+ * totals (a team's members live on many shards), so every shard sends all.
  */
-static int challenge_top(const fit_ops *ops, const char *board, size_t offset, size_t limit,
-                         fit_board_cb *cb, void *data)
+static int shard_top(const fit_ops *ops, const char *board, const char *fn, size_t offset,
+                     size_t limit, size_t per_shard, const char *n_arg, int sum_by_member,
+                     int plain_scores, fit_board_cb *cb, void *data)
 {
-    const char *id = board + 10, *c = strchr(id, ':');
-    if (!c)
-        return FIT_EINVALID_VALUE;
-    int teams = strcmp(c + 1, "teams") == 0;
-    top_ctx *x = calloc(1, sizeof(*x));
-    size_t per_shard = teams ? 1000 : offset + limit;
-    if (!x || !(x->all = calloc(per_shard * ops->shards + 1, sizeof(*x->all)))) {
-        free(x);
-        return FIT_ENOMEM;
-    }
-    x->cb = cb;
-    x->data = data;
-    x->offset = offset;
-    x->limit = limit;
-    x->cap = per_shard * ops->shards;
-    x->sum_by_member = teams;
-    x->plain_scores = 1;
-    char n[24];
-    snprintf(n, sizeof(n), "%zu", teams ? (size_t)0 : per_shard);
-    x->pending = 1;
-    int sent = 0;
-    for (unsigned s = 0; s < ops->shards; s++) {
-        char key[FIT_KEY_MAX];
-        snprintf(key, sizeof(key), "fit:{s%u}:ch:%.*s/%s", s, (int)(c - id), id, c + 1);
-        const char *argv[] = {"FCALL_RO", "fit_challenge_top", "1", key, n};
-        x->pending++;
-        if (fit_store_command(ops->store, top_part, x, 5, argv, NULL) != 0) {
-            x->pending--;
-            x->err = FIT_EUNAVAILABLE;
-        } else {
-            sent++;
-        }
-    }
-    if (!sent) {
-        free(x->all);
-        free(x);
-        return FIT_EUNAVAILABLE;
-    }
-    top_release(x);
-    return 0;
-}
-
-int fit_board_top(const fit_ops *ops, const char *board, size_t offset, size_t limit,
-                  fit_board_cb *cb, void *data)
-{
-    if (strncmp(board, "event:", 6) == 0)
-        return fit_event_board_top(ops, board, offset, limit, 0, cb, data);
-    if (strncmp(board, "challenge:", 10) == 0)
-        return challenge_top(ops, board, offset, limit, cb, data);
     top_ctx *c = calloc(1, sizeof(*c));
-    size_t per_shard = offset + limit;
     if (!c || !(c->all = calloc(per_shard * ops->shards + 1, sizeof(*c->all)))) {
         free(c);
         return FIT_ENOMEM;
@@ -221,11 +183,11 @@ int fit_board_top(const fit_ops *ops, const char *board, size_t offset, size_t l
     c->offset = offset;
     c->limit = limit;
     c->cap = per_shard * ops->shards;
-    char n[24];
-    snprintf(n, sizeof(n), "%zu", per_shard);
-    const char *extra[] = {n};
+    c->sum_by_member = sum_by_member;
+    c->plain_scores = plain_scores;
+    const char *extra[] = {n_arg};
     c->pending = 1;
-    if (fan_out(ops, "fit_board_top", board, extra, 1, top_part, c, &c->pending) != 0) {
+    if (fan_out(ops, fn, board, extra, 1, top_part, c, &c->pending) != 0) {
         if (c->pending == 1) { /* nothing sent: fail at once, callback never called */
             free(c->all);
             free(c);
@@ -235,6 +197,22 @@ int fit_board_top(const fit_ops *ops, const char *board, size_t offset, size_t l
     }
     top_release(c);
     return 0;
+}
+
+int fit_board_top(const fit_ops *ops, const char *board, size_t offset, size_t limit,
+                  fit_board_cb *cb, void *data)
+{
+    char n[24];
+    if (strncmp(board, "event:", 6) == 0)
+        return fit_event_board_top(ops, board, offset, limit, 0, cb, data);
+    if (strncmp(board, "challenge:", 10) == 0) {
+        int teams = strlen(board) > 6 && strcmp(board + strlen(board) - 6, ":teams") == 0;
+        snprintf(n, sizeof(n), "%zu", teams ? (size_t)0 : offset + limit);
+        return shard_top(ops, board, "fit_challenge_top", offset, limit,
+                         teams ? 1000 : offset + limit, n, teams, 1, cb, data);
+    }
+    snprintf(n, sizeof(n), "%zu", offset + limit);
+    return shard_top(ops, board, "fit_board_top", offset, limit, offset + limit, n, 0, 0, cb, data);
 }
 
 /* ---- event standings ---- */
