@@ -10,7 +10,7 @@ JOBS ?= $(shell nproc)
 PORT ?= 8080
 DATA ?= data
 
-.PHONY: all setup web build run test sanitize fuzz format format-check clean
+.PHONY: all setup web build run test sanitize fuzz bench format format-check clean
 
 all: build
 
@@ -50,6 +50,12 @@ fuzz: setup
 	@cmake --build build-fuzz -j $(JOBS) --target fuzz_protocol
 	@mkdir -p build-fuzz/corpus && build-fuzz/tests/fuzz_protocol -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
 		build-fuzz/corpus tests/fuzz/corpus
+
+# The benchmark suite (tools/bench.sh, about 6 minutes): its own fitsyncd and Redis in a
+# temporary directory, BENCH_RUNS runs of each scenario, medians into BENCHMARKS.md.
+BENCH_RUNS ?= 3
+bench: build
+	@tools/bench.sh --runs $(BENCH_RUNS) --build-dir $(BUILD) --update-doc BENCHMARKS.md
 
 format:
 	@git ls-files '*.c' '*.h' | xargs clang-format -i

@@ -111,8 +111,8 @@ stop_server() {
     PORT=$((PORT + 1))
 }
 
-rss_kb() { awk '/^VmRSS/ {print $2}' /proc/$1/status; }
-cpu_ticks() { awk '{print $14 + $15}' /proc/$1/stat; }
+rss_kb() { awk '/^VmRSS/ {print $2}' /proc/$1/status 2>/dev/null || echo 0; }
+cpu_ticks() { awk '{print $14 + $15}' /proc/$1/stat 2>/dev/null || echo 0; }
 
 # bench NAME RUN ARGS...: runs fitsync-bench, keeps its JSON, counts failures.
 bench() {
@@ -206,6 +206,7 @@ for run in $(seq "$RUNS"); do
     done
     sleep 0.5
     after=$(rss_kb $SRV)
+    kill -0 $SRV 2>/dev/null || { log "conns run $run: fitsyncd died (see BENCHMARKS.md: crash under a connection storm)"; FAILED=1; after=$before; }
     wait $(jobs -rp | grep -v "^$SRV$") 2>/dev/null || true
     jq -s --argjson before "$before" --argjson after "$after" '{
         connections: (.[0].connections + .[1].connections), ready: (.[0].ready + .[1].ready),
