@@ -101,6 +101,7 @@ start_server() {
     done
     curl -sf http://127.0.0.1:$PORT/healthz >/dev/null || { log "fitsyncd did not start"; cat "$dir/server.log" >&2; exit 1; }
     RDS=$(pgrep -P $SRV redis-server || true)
+    [ -n "$RDS" ] && PIDS+=($RDS) # orphaned if fitsyncd crashes
     taskset -pc 0 $SRV >/dev/null 2>&1 || true
     [ -n "$RDS" ] && { taskset -pc 1 $RDS >/dev/null 2>&1 || true; }
 }
