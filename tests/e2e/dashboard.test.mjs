@@ -14,13 +14,15 @@
 //   4. uploads activities for 7 members from the test (6 in Wan Chai aged
 //      18-34 who meet the aerobic target, 1 in Sha Tin aged 65+ who does not)
 //      and waits for the page's numbers to change: 7 active, 6 meeting the
-//      target, Wan Chai 6, Sha Tin and 65+ suppressed; saves screenshots at
+//      target, Wan Chai 6, Sha Tin and 65+ suppressed, and a host's relay with
+//      6 teams in the events table; saves screenshots at
 //      laptop and phone size (tests/artifacts/dashboard.png,
 //      dashboard-phone.png) and checks the phone layout does not overflow;
 //   5. stops the server: the page says it is reconnecting (screenshot
 //      dashboard-offline.png), keeps the figures; restarts the server on the
 //      same port and data: the page is live again by itself;
 //   6. signs out; and no Content-Security-Policy violation was reported.
+// Step 4 also downloads the week as CSV (GET /api/v1/stats.csv with the token).
 //
 // The expected figures are chosen so that any reading of the suppression
 // rule (a segment with fewer than k=5 active members, or any count below k)
@@ -146,7 +148,17 @@ async function memberUploads(sub, profile, activity) {
 
 async function screenshot(name, viewport) {
   await page.setViewportSize(viewport);
-  await sleep(700); // Chart.js resizes on the next frame and animates 300 ms
+  // Chart.js resizes on a later frame, then animates 300 ms
+  await waitFor(
+    () =>
+      page.evaluate(() =>
+        [...document.querySelectorAll('.chart-box canvas')].every(
+          (c) => Math.abs(c.getBoundingClientRect().width - c.parentElement.clientWidth) <= 1
+        )
+      ),
+    { timeout: 5000, what: 'the charts to fit their boxes' }
+  ).catch(() => {});
+  await sleep(500);
   const file = path.join(ARTIFACTS, name);
   await page.screenshot({ path: file, fullPage: true });
   assert.ok(fs.statSync(file).size > 10000, `${file} looks empty`);
@@ -329,6 +341,30 @@ describe('staff dashboard in headless Chromium', () => {
         { client_id: 'walk-0', type: 'walking', start: rfc(walkStart), duration_s: 30 * 60 }
       )
     );
+    // an event host's timed relay with 6 teams: the events table
+    uploads.push(
+      (async () => {
+        const host = await server.login('dash-host', 'laptop', { role: 'host', event: 'dash-relay' });
+        try {
+          const ev = await host.request({
+            type: 'event.create',
+            event: 'dash-relay',
+            name: 'Harbour Relay (test)',
+            kind: 'timed_relay',
+            starts_at: new Date(now + 86400000).toISOString(),
+            duration_s: 7200,
+            lap_m: 400,
+            categories: [{ id: 'open', name: 'Open', group: 'adult' }],
+          });
+          assert.equal(ev.type, 'event.create', JSON.stringify(ev));
+          const csv = 'bib,name,category\n' + [1, 2, 3, 4, 5, 6].map((b) => `${b},Team ${b},open`).join('\n') + '\n';
+          const imp = await host.request({ type: 'team.import', event: 'dash-relay', csv });
+          assert.equal(imp.accepted, 6, JSON.stringify(imp));
+        } finally {
+          await host.closeAndWait();
+        }
+      })()
+    );
     await Promise.all(uploads);
 
     // pushed to the page (at most once a second), no reload
@@ -346,6 +382,9 @@ describe('staff dashboard in headless Chromium', () => {
     assert.equal(await text('district-eastern-active'), '<5');
     assert.equal(await text('age-18-34-active'), '6');
     assert.equal(await text('age-65+-active'), '<5');
+    await waitText('event-dash-relay-teams', '6');
+    assert.equal(await text('event-dash-relay-participants'), '6');
+    assert.match(await text('event-dash-relay'), /^Harbour Relay \(test\)\s*timed relay\s*scheduled/);
     const hour = await text('uploads-last-hour');
     assert.ok(Number(/^(\d+)/.exec(hour)?.[1]) >= 7, `uploads in the last hour: ${hour}`);
 
@@ -371,11 +410,26 @@ describe('staff dashboard in headless Chromium', () => {
     );
     assert.deepEqual(small, [], 'counts below k shown as numbers');
 
+    // the week as CSV, through the staff API, suppressed as on screen
+    const [download] = await Promise.all([page.waitForEvent('download'), page.click(sel('download-csv'))]);
+    assert.equal(download.suggestedFilename(), `fitsync-stats-${week}.csv`);
+    const csv = fs.readFileSync(await download.path(), 'utf8');
+    assert.match(csv, /^week,segment,value,active_members,aerobic_met/);
+    assert.match(csv, new RegExp(`^${week},all,all,7,6,`, 'm'));
+    assert.match(csv, new RegExp(`^${week},district,sha-tin,<5,<5,`, 'm'));
+
     await page.click(sel('district-figures')); // open the table under the chart for the screenshot
     await screenshot('dashboard.png', LAPTOP);
     await screenshot('dashboard-phone.png', PHONE);
-    const overflow = await page.evaluate(() => document.documentElement.scrollWidth);
-    assert.ok(overflow <= PHONE.width, `the page is ${overflow} px wide at ${PHONE.width} px: it scrolls sideways on a phone`);
+    const measure = () => page.evaluate((w) => ({
+      width: document.documentElement.scrollWidth,
+      wide: [...document.querySelectorAll('body *')]
+        .filter((e) => e.getBoundingClientRect().right > w + 1)
+        .slice(0, 5)
+        .map((e) => `${e.tagName.toLowerCase()}${e.dataset.testid ? `[${e.dataset.testid}]` : ''}.${e.className}`),
+    }), PHONE.width);
+    const { width, wide } = await measure();
+    assert.ok(width <= PHONE.width, `the page is ${width} px wide at ${PHONE.width} px, so it scrolls sideways on a phone: ${wide.join(', ')}`);
     await page.setViewportSize(LAPTOP);
   });
 

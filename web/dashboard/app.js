@@ -637,6 +637,45 @@
   const shortWeek = (w) => String(w || '').replace(/^\d{4}-/, '');
 
   /* ---------------------------------------------------------------- */
+  /* CSV export of the week shown (GET /api/v1/stats.csv, staff token)  */
+
+  async function downloadCsv() {
+    const week = shownWeek();
+    if (!state.token || !week) return;
+    const btn = $('download-csv');
+    btn.disabled = true;
+    try {
+      const res = await fetch(`/api/v1/stats.csv?week=${encodeURIComponent(week)}`, {
+        headers: { Authorization: `Bearer ${state.token}` },
+        cache: 'no-store',
+      });
+      if (!res.ok) {
+        let why = `HTTP ${res.status}`;
+        try {
+          const body = await res.json();
+          why = body.message || body.error || why;
+        } catch {
+          /* not JSON */
+        }
+        showNotice(`CSV export failed: ${why}`);
+        return;
+      }
+      const url = URL.createObjectURL(await res.blob());
+      const a = document.createElement('a');
+      a.href = url;
+      a.download = `fitsync-stats-${week}.csv`;
+      document.body.append(a);
+      a.click();
+      a.remove();
+      setTimeout(() => URL.revokeObjectURL(url), 10000);
+    } catch (e) {
+      showNotice(`CSV export failed: ${e.message}`);
+    } finally {
+      btn.disabled = false;
+    }
+  }
+
+  /* ---------------------------------------------------------------- */
   /* wiring                                                            */
 
   state.chartRows = { districts: [], ages: [], trend: [] };
@@ -667,6 +706,7 @@
   });
 
   $('reconnect-now').addEventListener('click', () => connect());
+  $('download-csv').addEventListener('click', downloadCsv);
   window.addEventListener('online', () => {
     if (state.retryTimer) connect();
   });
