@@ -447,28 +447,33 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
             return -1;
         return 0;
     case LWS_CALLBACK_ESTABLISHED:
+        if (!p)
+            return -1;
         p->session = fit_session_new(srv, wsi);
         return p->session ? 0 : -1;
     case LWS_CALLBACK_RECEIVE:
-        if (!p->session)
+        if (!p || !p->session)
             return -1;
         return fit_session_receive(p->session, in, len,
                                    lws_is_final_fragment(wsi) && !lws_remaining_packet_payload(wsi),
                                    lws_frame_is_binary(wsi));
     case LWS_CALLBACK_SERVER_WRITEABLE:
-        return p->session ? fit_session_writeable(p->session) : 0;
+        return p && p->session ? fit_session_writeable(p->session) : 0;
     case LWS_CALLBACK_CLOSED:
-        if (p->session) {
+        if (p && p->session) {
             fit_session_closed(p->session);
             p->session = NULL;
         }
         return 0;
     case LWS_CALLBACK_HTTP:
-        return handle_http(wsi, p, (const char *)in);
+        return p ? handle_http(wsi, p, (const char *)in) : -1;
     case LWS_CALLBACK_HTTP_WRITEABLE:
-        return http_write(wsi, p);
+        return p ? http_write(wsi, p) : 0;
     case LWS_CALLBACK_CLOSED_HTTP:
     case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
+        /* lws also reports these for a connection dropped before it had user data. */
+        if (!p)
+            return 0;
         if (p->pending)
             p->pending->wsi = NULL; /* its Redis reply will find the connection gone */
         p->pending = NULL;
