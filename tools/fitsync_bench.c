@@ -978,10 +978,8 @@ static struct lws_context *echo_ctx;
 static void echo_signal_cb(uv_signal_t *h, int signum)
 {
     (void)signum;
-    if (echo_ctx) {
-        lws_context_destroy(echo_ctx);
-        echo_ctx = NULL;
-    }
+    if (echo_ctx)
+        lws_context_destroy(echo_ctx); /* first stage; pcontext clears echo_ctx when done */
     uv_close((uv_handle_t *)&echo_sigint, handle_closed);
     uv_close((uv_handle_t *)&echo_sigterm, handle_closed);
     (void)h;
