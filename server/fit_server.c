@@ -579,9 +579,10 @@ static void relay_in(const char *payload, size_t len, void *data)
 }
 
 /* The hub's pushes go out through the subscriber's own bounded, coalescing queue. */
-static void deliver_push(void *subscriber, const char *board, const json_t *msg, void *data)
+static void deliver_push(void *subscriber, const char *board, const char *frame, size_t len,
+                         void *data)
 {
-    fit_session_send_keyed(subscriber, msg, board);
+    fit_session_send_text(subscriber, "leaderboard", frame, len, board);
 }
 
 static void on_signal(uv_signal_t *h, int signum)

@@ -142,6 +142,9 @@ void fit_session_send(fit_session *s, const json_t *msg);
  * wins, DESIGN.md decision 6).
  */
 void fit_session_send_keyed(fit_session *s, const json_t *msg, const char *key);
+/* The same for a message already serialised (text borrowed); type is for the metrics. */
+void fit_session_send_text(fit_session *s, const char *type, const char *text, size_t len,
+                           const char *key);
 /* Sends an error reply. */
 void fit_session_send_error(fit_session *s, const char *re, int code, const char *field,
                             const char *message);

@@ -136,7 +136,6 @@ void fit_session_send_keyed(fit_session *s, const json_t *msg, const char *key)
     if (!s->wsi || s->close_after_flush)
         return;
     const char *type = json_string_value(json_object_get(msg, "type"));
-    fit_metrics_out(&s->srv->metrics, type);
     if (type && strcmp(type, "error") == 0) {
         const char *code = json_string_value(json_object_get(msg, "code"));
         for (int c = FIT__FIRST + 1; code && c < FIT__LAST; c++)
@@ -146,7 +145,16 @@ void fit_session_send_keyed(fit_session *s, const json_t *msg, const char *key)
     char *text = json_dumps(msg, JSON_COMPACT);
     if (!text)
         return;
-    size_t len = strlen(text);
+    fit_session_send_text(s, type, text, strlen(text), key);
+    free(text);
+}
+
+void fit_session_send_text(fit_session *s, const char *type, const char *text, size_t len,
+                           const char *key)
+{
+    if (!s->wsi || s->close_after_flush)
+        return;
+    fit_metrics_out(&s->srv->metrics, type);
     fit_outmsg *old = NULL, *prev = NULL;
     if (key && *key)
         for (fit_outmsg *m = s->qhead, *p = NULL; m && !old; p = m, m = m->next)
@@ -166,14 +174,12 @@ void fit_session_send_keyed(fit_session *s, const json_t *msg, const char *key)
     if (after > 4 * limit ||
         (after > limit && s->qhead && uv_now(s->srv->loop) - s->qhead->queued_ms > 1000)) {
         /* A client that does not read is cut off; the others are not held up by it. */
-        free(text);
         drop_queue(s);
         fit_session_close_after_flush(s, LWS_CLOSE_STATUS_POLICY_VIOLATION, "send queue full");
         return;
     }
     fit_outmsg *m = malloc(sizeof(*m) + LWS_PRE + len);
     if (!m) {
-        free(text);
         return;
     }
     m->next = NULL;
@@ -181,7 +187,6 @@ void fit_session_send_keyed(fit_session *s, const json_t *msg, const char *key)
     m->queued_ms = uv_now(s->srv->loop);
     snprintf(m->key, sizeof(m->key), "%s", key ? key : "");
     memcpy(m->buf + LWS_PRE, text, len);
-    free(text);
     if (old) {
         /* Replace in place: the queue keeps its order (and age), the stale push is gone. */
         m->queued_ms = old->queued_ms;

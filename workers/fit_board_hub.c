@@ -77,31 +77,97 @@ typedef struct {
     char name[FIT_BOARD_NAME_MAX];
 } read_ctx;
 
+/*
+ * What one tick sends for a board, built once per distinct (limit) and once
+ * per distinct (board as subscribed, limit), however many subscribers share
+ * it: serialising per subscriber was what bounded fanout (BENCHMARKS.md).
+ */
+typedef struct {
+    int limit;
+    json_t *entries;
+    char *text; /* the entries, for "changed" */
+} limit_view;
+
+typedef struct {
+    const char *board; /* as subscribed (borrowed from a subscription) */
+    int limit;
+    char *frame; /* the whole push, serialised */
+    size_t len;
+} push_frame;
+
+#define VIEWS_MAX 16
+
 static void board_read(const fit_board_entry *e, size_t n, int64_t size, fit_board_state *b,
                        fit_board_hub *hub)
 {
+    limit_view views[VIEWS_MAX];
+    push_frame *frames = NULL;
+    size_t nviews = 0, nframes = 0, capframes = 0;
     int changed = 0;
+    /* Pass 1: which subscribers see a change (the board's version moves once). */
     for (hub_sub *s = b->subs; s; s = s->next) {
-        size_t k = n < (size_t)s->limit ? n : (size_t)s->limit;
-        json_t *entries = fit_board_entries_json(e, k);
-        char *text = json_dumps(entries, JSON_COMPACT);
-        if (text && (!s->last || strcmp(text, s->last) != 0)) {
-            if (!changed)
-                b->version++;
+        limit_view *v = NULL;
+        for (size_t i = 0; i < nviews && !v; i++)
+            if (views[i].limit == s->limit)
+                v = &views[i];
+        if (!v && nviews < VIEWS_MAX) {
+            v = &views[nviews++];
+            v->limit = s->limit;
+            v->entries = fit_board_entries_json(e, n < (size_t)s->limit ? n : (size_t)s->limit);
+            v->text = json_dumps(v->entries, JSON_COMPACT);
+        }
+        if (!v || !v->text)
+            continue;
+        if (!s->last || strcmp(v->text, s->last) != 0)
             changed = 1;
+    }
+    if (changed)
+        b->version++;
+    /* Pass 2: one frame per (board as subscribed, limit), handed to each subscriber. */
+    for (hub_sub *s = b->subs; changed && s; s = s->next) {
+        limit_view *v = NULL;
+        for (size_t i = 0; i < nviews && !v; i++)
+            if (views[i].limit == s->limit)
+                v = &views[i];
+        if (!v || !v->text || (s->last && strcmp(v->text, s->last) == 0))
+            continue;
+        push_frame *f = NULL;
+        for (size_t i = 0; i < nframes && !f; i++)
+            if (frames[i].limit == s->limit && strcmp(frames[i].board, s->board) == 0)
+                f = &frames[i];
+        if (!f) {
+            if (nframes == capframes) {
+                size_t cap = capframes ? capframes * 2 : 8;
+                push_frame *nf = realloc(frames, cap * sizeof(*nf));
+                if (!nf)
+                    break;
+                frames = nf;
+                capframes = cap;
+            }
+            f = &frames[nframes++];
             json_t *msg =
                 json_pack("{s:s, s:s, s:s, s:I, s:O, s:I}", "type", "leaderboard", "board",
                           s->board, "week", b->name, "version", (json_int_t)b->version, "entries",
-                          entries, "size", (json_int_t)size);
-            hub->deliver(s->subscriber, s->board, msg, hub->deliver_data);
-            hub->pushes++;
+                          v->entries, "size", (json_int_t)size);
+            f->board = s->board;
+            f->limit = s->limit;
+            f->frame = json_dumps(msg, JSON_COMPACT);
+            f->len = f->frame ? strlen(f->frame) : 0;
             json_decref(msg);
-            free(s->last);
-            s->last = text;
-            text = NULL;
         }
-        free(text);
-        json_decref(entries);
+        if (!f->frame)
+            continue;
+        hub->deliver(s->subscriber, s->board, f->frame, f->len, hub->deliver_data);
+        hub->pushes++;
+        free(s->last);
+        s->last = strdup(v->text);
+    }
+    for (size_t i = 0; i < nframes; i++)
+        free(frames[i].frame);
+    free(frames);
+    for (size_t i = 0; i < nviews; i++) {
+        json_decref(views[i].entries);
+        free(views[i].text);
     }
 }
 

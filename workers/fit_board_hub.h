@@ -28,10 +28,13 @@
 typedef struct fit_board_state fit_board_state;
 
 /*
- * Delivers a push for one subscription: msg is {"type":"leaderboard",
- * "board": <as subscribed>, "week", "version", "entries", "size"} (borrowed).
+ * Delivers a push for one subscription: frame (len bytes, borrowed) is the
+ * serialised {"type":"leaderboard", "board": <as subscribed>, "week",
+ * "version", "entries", "size"}, shared by every subscriber of that board
+ * with the same limit.
  */
-typedef void fit_hub_deliver_fn(void *subscriber, const char *board, const json_t *msg, void *data);
+typedef void fit_hub_deliver_fn(void *subscriber, const char *board, const char *frame, size_t len,
+                                void *data);
 
 /* A message on the hub's other channel (see fit_board_hub_init). Borrowed. */
 typedef void fit_hub_other_fn(const char *payload, size_t len, void *data);
