@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 
 #define TICK_MS 100
 #define BACKOFF_MIN_MS 100
@@ -358,6 +359,17 @@ static void start_connect(fit_store *s)
     set_state(s, FIT_STORE_CONNECTING);
 }
 
+/*
+ * 1 if Redis has answered and the bytes wait in our socket: then the loop is
+ * behind (a connection storm keeps it busy), not Redis, and dropping the
+ * connection would only turn a delay into failures.
+ */
+static int replies_waiting(const fit_store *s)
+{
+    int avail = 0;
+    return s->ac && ioctl(s->ac->c.fd, FIONREAD, &avail) == 0 && avail > 0;
+}
+
 static void tick(uv_timer_t *t)
 {
     fit_store *s = t->data;
@@ -374,7 +386,7 @@ static void tick(uv_timer_t *t)
         }
         /* fall through */
     case FIT_STORE_READY:
-        if (s->head && now - s->head->sent_ms > s->opt.command_timeout_ms)
+        if (s->head && now - s->head->sent_ms > s->opt.command_timeout_ms && !replies_waiting(s))
             drop(s, "Redis command timed out");
         break;
     case FIT_STORE_DISCONNECTED:
