@@ -4,9 +4,11 @@
 // welcome -> stats.subscribe (the week shown; none = the current week) ->
 // the reply and then "stats" pushes (at most one a second) re-render the page.
 // A dropped or unreachable server is retried with exponential backoff
-// (1 s, 2 s, 4 s ... 30 s); a refused token (invalid_token, token_expired,
-// or forbidden for a non-staff token) is never retried until a new one is
-// entered.
+// (1 s, 2 s, 4 s ... 30 s); figures the server cannot read for a moment
+// (a retryable error such as unavailable) are asked for again on the same
+// connection, with their own backoff; a refused token (invalid_token,
+// token_expired, or forbidden for a non-staff token) is never retried until
+// a new one is entered.
 //
 // Only aggregates arrive here. A figure may be the string "<5" (fewer than k
 // members): it is shown as such, never turned into a number; a chart leaves
@@ -34,7 +36,8 @@
     ws: null,
     gen: 0, // connection generation: callbacks of an older socket ignore themselves
     opened: false, // this socket reached "open"
-    backoff: BACKOFF_MIN_MS,
+    backoff: BACKOFF_MIN_MS, // before the next reconnect
+    subBackoff: BACKOFF_MIN_MS, // before asking again for figures the server could not read
     retryTimer: null,
     tickTimer: null,
     retryAt: 0,
@@ -133,7 +136,7 @@
     const el = $('status');
     el.dataset.state = kind;
     el.textContent = text;
-    $('reconnect-now').hidden = !(kind === 'reconnecting' || kind === 'unreachable');
+    $('reconnect-now').hidden = !(kind === 'reconnecting' || kind === 'unreachable' || kind === 'retrying');
     $('dashboard').classList.toggle('stale', kind !== 'live');
   }
 
@@ -255,6 +258,25 @@
     state.retryTimer = setTimeout(connect, delay);
   }
 
+  /* The connection is fine but the figures could not be read (e.g. Redis is away): ask again later. */
+  function scheduleResubscribe(why) {
+    clearRetry();
+    const delay = state.subBackoff;
+    state.subBackoff = Math.min(state.subBackoff * 2, BACKOFF_MAX_MS);
+    state.retryAt = Date.now() + delay;
+    const tick = () => {
+      const s = Math.max(1, Math.ceil((state.retryAt - Date.now()) / 1000));
+      setStatus('retrying', `${why} · retrying in ${s} s`);
+    };
+    tick();
+    state.tickTimer = setInterval(tick, 250);
+    state.retryTimer = setTimeout(() => {
+      clearRetry();
+      if (state.ws && state.ws.readyState === WebSocket.OPEN) subscribe();
+      else connect();
+    }, delay);
+  }
+
   function refuse(msg) {
     state.refused = true;
     clearRetry();
@@ -275,6 +297,7 @@
 
   function onMessage(msg) {
     if (msg.type === 'welcome' && msg.re === 'h') {
+      state.backoff = BACKOFF_MIN_MS; // the server is back: the next drop starts at 1 s again
       if (typeof msg.week === 'string') state.currentWeek = msg.week;
       subscribe();
       return;
@@ -284,8 +307,10 @@
       return;
     }
     if (msg.type === 'stats.subscribe' && msg.re === state.subId && msg.stats) {
+      clearRetry();
       state.live = true;
       state.backoff = BACKOFF_MIN_MS;
+      state.subBackoff = BACKOFF_MIN_MS;
       if (!state.accepted) {
         state.accepted = true;
         sessionStorage.setItem(TOKEN_KEY, state.token);
@@ -328,9 +353,12 @@
         showNotice(`No figures for ${state.wantWeek}: ${msg.message || msg.code}. Showing the current week.`);
         state.wantWeek = null;
         subscribe();
+      } else if (msg.retryable || msg.code === 'unavailable' || msg.code === 'rate_limited') {
+        state.live = false;
+        scheduleResubscribe(`figures unavailable: ${msg.message || msg.code}`);
       } else {
         dropSocket();
-        scheduleRetry(`server error: ${msg.message || msg.code}`, msg.retryable ? 'reconnecting' : 'error');
+        scheduleRetry(`server error: ${msg.message || msg.code}`, 'error');
       }
       return;
     }
