@@ -76,8 +76,13 @@ static json_t *segment(const json_t *sums, const char *seg, int k)
     }
     int suppressed = v[0] < k; /* fewer than k active members: nothing of it leaves */
     json_t *o = json_object();
-    for (int f = 0; f < NFIG; f++)
-        json_object_set_new(o, figure_names[f], shown(v[f], suppressed, k));
+    for (int f = 0; f < NFIG; f++) {
+        /* Figures that count members (active, meeting the target, the guideline) are also
+         * suppressed one by one from 1 to k-1; 0 says "nobody" and is shown. */
+        int counts_members = f < 3;
+        int small = counts_members && v[f] > 0 && v[f] < k;
+        json_object_set_new(o, figure_names[f], shown(v[f], suppressed || small, k));
+    }
     return o;
 }
 

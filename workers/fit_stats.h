@@ -6,7 +6,9 @@
  * this module adds the shards together and suppresses small numbers. Any
  * segment (a district, an age band, a gender, or the whole programme) with
  * fewer than k active members shows every figure as "<k" (e.g. "<5"), never
- * as a number, and so does today's active-member count when it is below k.
+ * as a number; in a segment that is shown, a count of members (meeting the
+ * target, meeting the guideline) from 1 to k-1 is "<k" too; and so is
+ * today's active-member count when it is below k.
  */
 #ifndef FIT_STATS_H
 #define FIT_STATS_H

@@ -208,7 +208,12 @@ static void reply_cb(redisAsyncContext *ac, void *reply, void *privdata)
             snprintf(s->last_error, sizeof(s->last_error), "FUNCTION LOAD failed: %.90s",
                      rep->str ? rep->str : "?");
             fprintf(stderr, "fitsync: %s\n", s->last_error);
-            /* Leave the connection LOADING: the timer's command deadline drops it and retries. */
+            /*
+             * E.g. "LOADING Redis is loading the dataset in memory" after a restart:
+             * the timer drops this connection (not from inside this callback) and
+             * reconnects with backoff, loading again.
+             */
+            s->load_failed = 1;
         }
     } else if (r->cb) {
         r->cb(reply, errstr, r->data);
@@ -380,6 +385,11 @@ static void tick(uv_timer_t *t)
             drop(s, "connect timed out");
         break;
     case FIT_STORE_LOADING:
+        if (s->load_failed) {
+            s->load_failed = 0;
+            drop(s, "FUNCTION LOAD failed; retrying");
+            break;
+        }
         if (s->opt.subscribe && now - s->state_since_ms > s->opt.command_timeout_ms) {
             drop(s, "SUBSCRIBE not confirmed in time");
             break;

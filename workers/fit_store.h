@@ -78,6 +78,7 @@ typedef struct fit_store {
     uint64_t lat_count;
     double lat_sum_s;
     int close_pending;
+    int load_failed; /* FUNCTION LOAD answered an error: the timer reconnects */
 } fit_store;
 
 /*

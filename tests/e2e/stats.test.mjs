@@ -234,7 +234,8 @@ function shown(t, k) {
   t = t || { a: 0, am: 0, gm: 0, n: 0, mo: 0, vi: 0, eq: 0 };
   const v = [t.a, t.am, t.gm, t.n, t.mo, t.vi, t.eq];
   const o = {};
-  FIGS.forEach((f, i) => (o[f] = t.a < k ? `<${k}` : v[i]));
+  // Member counts (active, aerobic_met, guideline_met) from 1 to k-1 are suppressed one by one too.
+  FIGS.forEach((f, i) => (o[f] = t.a < k || (i < 3 && v[i] > 0 && v[i] < k) ? `<${k}` : v[i]));
   return o;
 }
 const figs = (o) => Object.fromEntries(FIGS.map((f) => [f, o[f]]));
