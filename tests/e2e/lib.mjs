@@ -561,3 +561,38 @@ export function weekRange(from, to) {
   for (let d = weekMonday(from); d <= weekMonday(to); d = addDays(d, 7)) out.push(isoWeek(d));
   return out;
 }
+
+/*
+ * The day rule of DESIGN.md as an independent oracle (no server code): per
+ * local date {mo, vi, li} minutes. sessions: {start, end (UTC ms, whole
+ * minutes), off (minutes east of UTC), level (1 light, 2 moderate, 3
+ * vigorous)}; each minute counts once at the highest level covering it, on
+ * the date of its own offset. summaries: {date, moderate_min|mo,
+ * vigorous_min|vi, light_min|li}; a day takes the larger of its sessions and
+ * its summaries, per intensity.
+ */
+export function dayModel(sessions, summaries = []) {
+  const minutes = new Map(); // date -> Map(utc minute -> level)
+  for (const s of sessions) {
+    for (let t = s.start; t < s.end; t += MIN) {
+      const d = localDate(t, s.off);
+      if (!minutes.has(d)) minutes.set(d, new Map());
+      const m = minutes.get(d);
+      m.set(t, Math.max(m.get(t) || 0, s.level));
+    }
+  }
+  const days = new Map();
+  for (const [d, m] of minutes) {
+    const day = { mo: 0, vi: 0, li: 0 };
+    for (const lvl of m.values()) day[['', 'li', 'mo', 'vi'][lvl]]++;
+    days.set(d, day);
+  }
+  for (const s of summaries) {
+    const day = days.get(s.date) || { mo: 0, vi: 0, li: 0 };
+    day.mo = Math.max(day.mo, s.moderate_min ?? s.mo ?? 0);
+    day.vi = Math.max(day.vi, s.vigorous_min ?? s.vi ?? 0);
+    day.li = Math.max(day.li, s.light_min ?? s.li ?? 0);
+    days.set(s.date, day);
+  }
+  return days;
+}

@@ -31,6 +31,7 @@ import {
   sleep,
   waitFor,
   withTimeout,
+  dayModel,
 } from './lib.mjs';
 
 /* ------------------------------------------------------------------ */
@@ -83,31 +84,7 @@ const LEVEL = { light: 1, moderate: 2, vigorous: 3 };
  * sessions: [{start (UTC ms), end, off (minutes), level}]
  * summaries: [{date, mo, vi, li}]  ->  Map date -> {mo, vi, li}
  */
-function model(sessions, summaries = []) {
-  const minutes = new Map(); // date -> Map(utc minute -> level)
-  for (const s of sessions) {
-    for (let t = s.start; t < s.end; t += MIN) {
-      const d = localDate(t, s.off);
-      if (!minutes.has(d)) minutes.set(d, new Map());
-      const m = minutes.get(d);
-      m.set(t, Math.max(m.get(t) || 0, s.level));
-    }
-  }
-  const days = new Map();
-  for (const [d, m] of minutes) {
-    const day = { mo: 0, vi: 0, li: 0 };
-    for (const lvl of m.values()) day[['', 'li', 'mo', 'vi'][lvl]]++;
-    days.set(d, day);
-  }
-  for (const s of summaries) {
-    const day = days.get(s.date) || { mo: 0, vi: 0, li: 0 };
-    day.mo = Math.max(day.mo, s.mo);
-    day.vi = Math.max(day.vi, s.vi);
-    day.li = Math.max(day.li, s.li || 0);
-    days.set(s.date, day);
-  }
-  return days;
-}
+const model = dayModel; // lib.mjs: the day rule, computed independently of the server
 
 /* A week's totals from the model, in the wire's field names. */
 function weekTotals(days, week) {

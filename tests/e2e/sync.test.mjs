@@ -33,6 +33,7 @@ import {
   mondayOf,
   isoWeek,
   weekRange,
+  dayModel,
 } from './lib.mjs';
 
 /* ------------------------------------------------------------------ */
@@ -55,31 +56,7 @@ function session(clientId, type, start, minutes, off, extra = {}) {
 }
 
 /* The day rule: union of sessions, highest intensity wins a minute; summaries per intensity as the larger. */
-function model(sessions, summaries = []) {
-  const minutes = new Map();
-  for (const s of sessions) {
-    for (let t = s.start; t < s.end; t += MIN) {
-      const d = localDate(t, s.off);
-      if (!minutes.has(d)) minutes.set(d, new Map());
-      const m = minutes.get(d);
-      m.set(t, Math.max(m.get(t) || 0, s.level));
-    }
-  }
-  const days = new Map();
-  for (const [d, m] of minutes) {
-    const day = { mo: 0, vi: 0, li: 0 };
-    for (const lvl of m.values()) day[['', 'li', 'mo', 'vi'][lvl]]++;
-    days.set(d, day);
-  }
-  for (const s of summaries) {
-    const day = days.get(s.date) || { mo: 0, vi: 0, li: 0 };
-    day.mo = Math.max(day.mo, s.moderate_min);
-    day.vi = Math.max(day.vi, s.vigorous_min);
-    day.li = Math.max(day.li, s.light_min || 0);
-    days.set(s.date, day);
-  }
-  return days;
-}
+const model = dayModel; // lib.mjs: the day rule, computed independently of the server
 
 function assertWeek(wk, days, week) {
   assert.equal(wk.week, week);
