@@ -47,6 +47,7 @@
 #include "fit_error.h"
 #include "fit_time.h"
 #include "fit_token.h"
+#include "fit_wsio.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -129,12 +130,6 @@ static double h_quantile_ms(const histo *h, double q)
 /* ------------------------------------------------------------------ */
 /* state                                                               */
 
-typedef struct frame {
-    struct frame *next;
-    size_t len;
-    unsigned char buf[];
-} frame;
-
 typedef enum { ROLE_UPLOADER, ROLE_SUBSCRIBER, ROLE_IDLE } conn_role;
 
 typedef enum {
@@ -156,9 +151,7 @@ typedef struct {
     conn_state state;
     int failed;
     uint64_t deadline_ms;
-    frame *qhead, *qtail;
-    char *rx;
-    size_t rx_len, rx_cap;
+    fit_wsio io; /* queued frames and the reassembly of incoming messages */
     /* uploader */
     uint64_t next_msg, acked_msgs;
     uint64_t next_item;
@@ -177,6 +170,7 @@ typedef struct {
 typedef enum { P_CONNECT, P_MEASURE, P_DRAIN, P_DONE } bench_phase;
 
 struct bench_app {
+    fit_board_tables tables; /* config/districts.json: the district boards' slugs */
     /* options */
     const char *host;
     int port, nhosts;
@@ -217,25 +211,6 @@ struct bench_app {
     uint64_t repeated_errors;
 };
 
-static const char *const districts[18] = {"central-and-western",
-                                          "wan-chai",
-                                          "eastern",
-                                          "southern",
-                                          "yau-tsim-mong",
-                                          "sham-shui-po",
-                                          "kowloon-city",
-                                          "wong-tai-sin",
-                                          "kwun-tong",
-                                          "kwai-tsing",
-                                          "tsuen-wan",
-                                          "tuen-mun",
-                                          "yuen-long",
-                                          "north",
-                                          "tai-po",
-                                          "sha-tin",
-                                          "sai-kung",
-                                          "islands"};
-
 static uint64_t now_ms(bench_app *app)
 {
     return uv_now(&app->loop);
@@ -264,20 +239,6 @@ static uint64_t errors_total(const bench_app *app)
 /* ------------------------------------------------------------------ */
 /* connections                                                         */
 
-static void conn_buffers_free(bench_conn *c)
-{
-    frame *m = c->qhead;
-    while (m) {
-        frame *next = m->next;
-        free(m);
-        m = next;
-    }
-    c->qhead = c->qtail = NULL;
-    free(c->rx);
-    c->rx = NULL;
-    c->rx_len = c->rx_cap = 0;
-}
-
 static void conn_finish(bench_conn *c)
 {
     if (c->state == C_DONE || c->state == C_WAITING)
@@ -287,7 +248,7 @@ static void conn_finish(bench_conn *c)
         app->pending--;
     c->state = C_DONE;
     c->wsi = NULL;
-    conn_buffers_free(c);
+    fit_wsio_free(&c->io);
     app->active--;
 }
 
@@ -328,20 +289,10 @@ static void conn_kill(bench_conn *c)
 /* Queues text (copied) and asks for WRITEABLE. */
 static int conn_send_text(bench_conn *c, const char *text, size_t len)
 {
-    frame *m = malloc(sizeof(*m) + LWS_PRE + len);
-    if (!m) {
+    if (fit_wsio_queue(&c->io, c->wsi, text, len) != 0) {
         conn_fail(c, "client_oom", "out of memory");
         return -1;
     }
-    m->next = NULL;
-    m->len = len;
-    memcpy(m->buf + LWS_PRE, text, len);
-    if (c->qtail)
-        c->qtail->next = m;
-    else
-        c->qhead = m;
-    c->qtail = m;
-    lws_callback_on_writable(c->wsi);
     return 0;
 }
 
@@ -403,7 +354,7 @@ static void conn_setup(bench_conn *c)
         json_t *profile = json_pack("{s:s}", "display_name", name);
         if (app->boards > 1)
             json_object_set_new(profile, "district",
-                                json_string(districts[c->index % app->boards]));
+                                json_string(app->tables.districts[c->index % app->boards].slug));
         conn_send_json(
             c, json_pack("{s:s, s:s, s:o}", "type", "profile.set", "id", "p", "profile", profile));
     } else {
@@ -600,48 +551,26 @@ static void conn_on_message(bench_conn *c, char *buf, size_t len)
 
 static int conn_on_receive(bench_conn *c, struct lws *wsi, const void *in, size_t len)
 {
-    if (c->rx_len + len + 1 > c->rx_cap) {
-        if (c->rx_len + len + 1 > MAX_RX) {
-            conn_fail(c, "client_too_large", "a message exceeds %u bytes", MAX_RX);
-            return -1;
-        }
-        size_t cap = c->rx_cap ? c->rx_cap : 1024;
-        while (cap < c->rx_len + len + 1)
-            cap *= 2;
-        char *p = realloc(c->rx, cap);
-        if (!p) {
-            conn_fail(c, "client_oom", "out of memory receiving");
-            return -1;
-        }
-        c->rx = p;
-        c->rx_cap = cap;
-    }
-    memcpy(c->rx + c->rx_len, in, len);
-    c->rx_len += len;
-    if (!lws_is_final_fragment(wsi) || lws_remaining_packet_payload(wsi))
-        return 0;
-    size_t n = c->rx_len;
-    c->rx_len = 0;
-    conn_on_message(c, c->rx, n);
+    char *msg;
+    size_t n;
+    int rc = fit_wsio_receive(&c->io, wsi, in, len, MAX_RX, &msg, &n);
+    if (rc == FIT_WSIO_TOO_LARGE)
+        conn_fail(c, "client_too_large", "a message exceeds %u bytes", MAX_RX);
+    else if (rc == FIT_WSIO_NOMEM)
+        conn_fail(c, "client_oom", "out of memory receiving");
+    if (rc < 0)
+        return -1;
+    if (rc == 1)
+        conn_on_message(c, msg, n);
     return 0;
 }
 
 static int conn_on_writeable(bench_conn *c, struct lws *wsi)
 {
-    frame *m = c->qhead;
-    if (!m)
-        return 0;
-    int n = lws_write(wsi, m->buf + LWS_PRE, m->len, LWS_WRITE_TEXT);
-    if (n < (int)m->len) {
+    if (fit_wsio_write(&c->io, wsi) < 0) {
         conn_fail(c, "write_failed", "write to the server failed");
         return -1;
     }
-    c->qhead = m->next;
-    if (!c->qhead)
-        c->qtail = NULL;
-    free(m);
-    if (c->qhead)
-        lws_callback_on_writable(wsi);
     return 0;
 }
 
@@ -883,9 +812,7 @@ static void signal_cb(uv_signal_t *h, int signum)
 /* echo server (--serve-echo)                                          */
 
 typedef struct {
-    frame *qhead, *qtail;
-    char *rx;
-    size_t rx_len, rx_cap;
+    fit_wsio io;
 } echo_sess;
 
 static int echo_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
@@ -894,24 +821,13 @@ static int echo_callback(struct lws *wsi, enum lws_callback_reasons reason, void
     echo_sess *s = user;
     switch (reason) {
     case LWS_CALLBACK_RECEIVE: {
-        if (s->rx_len + len + 1 > s->rx_cap) {
-            size_t cap = s->rx_cap ? s->rx_cap : 1024;
-            while (cap < s->rx_len + len + 1)
-                cap *= 2;
-            char *p = realloc(s->rx, cap);
-            if (!p || cap > MAX_RX)
-                return -1;
-            s->rx = p;
-            s->rx_cap = cap;
-        }
-        memcpy(s->rx + s->rx_len, in, len);
-        s->rx_len += len;
-        if (!lws_is_final_fragment(wsi) || lws_remaining_packet_payload(wsi))
-            return 0;
-        s->rx[s->rx_len] = '\0';
-        s->rx_len = 0;
+        char *rx;
+        size_t rxn;
+        int rc = fit_wsio_receive(&s->io, wsi, in, len, MAX_RX, &rx, &rxn);
+        if (rc <= 0)
+            return rc;
         /* Reply {"type":"ack","re":"<id>"}: the id is the value of "id", found by a scan. */
-        const char *id = strstr(s->rx, "\"id\":\"");
+        const char *id = strstr(rx, "\"id\":\"");
         int idlen = 0;
         if (id) {
             id += 6;
@@ -920,46 +836,13 @@ static int echo_callback(struct lws *wsi, enum lws_callback_reasons reason, void
         char out[160];
         int n = snprintf(out, sizeof(out), "{\"type\":\"ack\",\"re\":\"%.*s\"}",
                          idlen > 64 ? 64 : idlen, id ? id : "");
-        frame *m = malloc(sizeof(*m) + LWS_PRE + (size_t)n);
-        if (!m)
-            return -1;
-        m->next = NULL;
-        m->len = (size_t)n;
-        memcpy(m->buf + LWS_PRE, out, (size_t)n);
-        if (s->qtail)
-            s->qtail->next = m;
-        else
-            s->qhead = m;
-        s->qtail = m;
-        lws_callback_on_writable(wsi);
-        return 0;
+        return fit_wsio_queue(&s->io, wsi, out, (size_t)n);
     }
-    case LWS_CALLBACK_SERVER_WRITEABLE: {
-        frame *m = s->qhead;
-        if (!m)
-            return 0;
-        if (lws_write(wsi, m->buf + LWS_PRE, m->len, LWS_WRITE_TEXT) < (int)m->len)
-            return -1;
-        s->qhead = m->next;
-        if (!s->qhead)
-            s->qtail = NULL;
-        free(m);
-        if (s->qhead)
-            lws_callback_on_writable(wsi);
-        return 0;
-    }
+    case LWS_CALLBACK_SERVER_WRITEABLE:
+        return fit_wsio_write(&s->io, wsi) < 0 ? -1 : 0;
     case LWS_CALLBACK_CLOSED:
-        if (s) {
-            frame *m = s->qhead;
-            while (m) {
-                frame *next = m->next;
-                free(m);
-                m = next;
-            }
-            s->qhead = s->qtail = NULL;
-            free(s->rx);
-            s->rx = NULL;
-        }
+        if (s)
+            fit_wsio_free(&s->io);
         return 0;
     default:
         break;
@@ -1345,13 +1228,25 @@ static int options_parse(bench_app *app, int argc, char **argv, int *echo_port)
         fit_iso_week_parse(name, &y, &w);
         app->monday = fit_iso_week_monday(y, w);
     }
+    /* The district boards are the server's own (config/districts.json), not a copy. */
+    char err[256];
+    json_t *dj = json_load_file(FITSYNC_CONFIG_DIR "/districts.json", 0, NULL);
+    json_t *bj = json_load_file(FITSYNC_CONFIG_DIR "/age_bands.json", 0, NULL);
+    int trc = fit_board_tables_load(&app->tables, dj, bj, err, sizeof(err));
+    json_decref(dj);
+    json_decref(bj);
+    if (trc != 0 || (size_t)app->boards > app->tables.ndistricts) {
+        fprintf(stderr, "fitsync-bench: %s/districts.json: %s\n", FITSYNC_CONFIG_DIR,
+                trc ? err : "fewer districts than --boards");
+        return 2;
+    }
     fit_date_week_name(app->monday, app->week);
     for (int b = 0; b < app->boards; b++) {
         if (app->boards == 1)
             snprintf(app->board_names[b], sizeof(app->board_names[b]), "week:%s:all", app->week);
         else
             snprintf(app->board_names[b], sizeof(app->board_names[b]), "week:%s:district:%s",
-                     app->week, districts[b]);
+                     app->week, app->tables.districts[b].slug);
     }
     snprintf(app->run_id, sizeof(app->run_id), "b%lx", (unsigned long)time(NULL) % 0xfffffff);
     return 0;
@@ -1439,10 +1334,11 @@ int main(int argc, char **argv)
     int ok = errors_total(&app) == 0 && app.nfailed == 0 && app.items_rejected == 0 &&
              !app.interrupted && app.ready == app.connections;
     for (int i = 0; i < app.connections; i++) {
-        conn_buffers_free(&app.conns[i]);
+        fit_wsio_free(&app.conns[i].io);
         free(app.conns[i].item_sent_ns);
         free(app.conns[i].seen_items);
     }
     free(app.conns);
+    fit_board_tables_free(&app.tables);
     return ok ? 0 : 1;
 }

@@ -53,6 +53,7 @@
 #include "fit_error.h"
 #include "fit_time.h"
 #include "fit_token.h"
+#include "fit_wsio.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -104,13 +105,6 @@ typedef struct {
     int moderate_min, vigorous_min, equivalent_min, target_min, aerobic_met;
 } import_week;
 
-/* One frame waiting for LWS_CALLBACK_CLIENT_WRITEABLE: LWS_PRE headroom, then the text. */
-typedef struct import_frame {
-    struct import_frame *next;
-    size_t len;
-    unsigned char buf[];
-} import_frame;
-
 typedef enum {
     CONN_WAITING,    /* not started */
     CONN_CONNECTING, /* TCP + WebSocket handshake */
@@ -141,9 +135,7 @@ typedef struct {
     size_t batches_pending; /* upload replies still to come */
     size_t weeks_pending;   /* week.get replies still to come */
     char peer_close[160];   /* the server's close code and reason, if it sent one */
-    import_frame *qhead, *qtail;
-    char *rx; /* reassembly of one incoming message */
-    size_t rx_len, rx_cap;
+    fit_wsio io;            /* queued frames and the reassembly of incoming messages */
 } import_user;
 
 /* The one application struct: options, data and the running state. */
@@ -534,21 +526,6 @@ static int users_build(import_app *app)
 
 static void app_kick(import_app *app);
 
-/* Drops a user's queued frames and receive buffer. */
-static void conn_buffers_free(import_user *u)
-{
-    import_frame *m = u->qhead;
-    while (m) {
-        import_frame *next = m->next;
-        free(m);
-        m = next;
-    }
-    u->qhead = u->qtail = NULL;
-    free(u->rx);
-    u->rx = NULL;
-    u->rx_len = u->rx_cap = 0;
-}
-
 /*
  * The connection is over: forget the wsi, free the buffers, let another
  * user start. Idempotent, because lws may report the end more than once
@@ -560,7 +537,7 @@ static void conn_finish(import_user *u)
         return;
     u->state = CONN_DONE;
     u->wsi = NULL;
-    conn_buffers_free(u);
+    fit_wsio_free(&u->io);
     u->app->active--;
     app_kick(u->app);
 }
@@ -622,24 +599,11 @@ static int conn_send(import_user *u, const json_t *msg)
         conn_fail(u, "out of memory building a message");
         return -1;
     }
-    size_t len = strlen(text);
-    import_frame *m = malloc(sizeof(*m) + LWS_PRE + len);
-    if (!m) {
-        free(text);
-        conn_fail(u, "out of memory queueing a message");
-        return -1;
-    }
-    m->next = NULL;
-    m->len = len;
-    memcpy(m->buf + LWS_PRE, text, len);
+    int rc = fit_wsio_queue(&u->io, u->wsi, text, strlen(text));
     free(text);
-    if (u->qtail)
-        u->qtail->next = m;
-    else
-        u->qhead = m;
-    u->qtail = m;
-    lws_callback_on_writable(u->wsi);
-    return 0;
+    if (rc)
+        conn_fail(u, "out of memory queueing a message");
+    return rc;
 }
 
 /* The summary.upload item of a row (a new reference). */
@@ -912,52 +876,30 @@ static int conn_on_receive(import_user *u, struct lws *wsi, const void *in, size
         conn_fail(u, "the server sent a binary frame; fitsync.v1 is JSON text");
         return -1;
     }
-    if (u->rx_len + len + 1 > u->rx_cap) {
-        if (u->rx_len + len + 1 > IMPORT_MAX_RX) {
-            conn_fail(u, "a message from the server exceeds %u bytes", IMPORT_MAX_RX);
-            return -1;
-        }
-        size_t cap = u->rx_cap ? u->rx_cap : 8192;
-        while (cap < u->rx_len + len + 1)
-            cap *= 2;
-        char *p = realloc(u->rx, cap);
-        if (!p) {
-            conn_fail(u, "out of memory receiving a message");
-            return -1;
-        }
-        u->rx = p;
-        u->rx_cap = cap;
-    }
-    memcpy(u->rx + u->rx_len, in, len);
-    u->rx_len += len;
-    if (!lws_is_final_fragment(wsi) || lws_remaining_packet_payload(wsi))
-        return 0;
-    size_t n = u->rx_len;
-    u->rx_len = 0;
-    conn_on_message(u, u->rx, n);
+    char *msg;
+    size_t n;
+    int rc = fit_wsio_receive(&u->io, wsi, in, len, IMPORT_MAX_RX, &msg, &n);
+    if (rc == FIT_WSIO_TOO_LARGE)
+        conn_fail(u, "a message from the server exceeds %u bytes", IMPORT_MAX_RX);
+    else if (rc == FIT_WSIO_NOMEM)
+        conn_fail(u, "out of memory receiving a message");
+    if (rc < 0)
+        return -1;
+    if (rc == 1)
+        conn_on_message(u, msg, n);
     return 0;
 }
 
 /* Writes one queued frame, or closes once a normal close is due. */
 static int conn_on_writeable(import_user *u, struct lws *wsi)
 {
-    import_frame *m = u->qhead;
-    if (m) {
-        /* lws buffers what the socket cannot take now and holds WRITEABLE until it drains. */
-        int n = lws_write(wsi, m->buf + LWS_PRE, m->len, LWS_WRITE_TEXT);
-        if (n < (int)m->len) {
-            conn_fail(u, "write to the server failed");
-            return -1;
-        }
-        u->qhead = m->next;
-        if (!u->qhead)
-            u->qtail = NULL;
-        free(m);
-        if (u->qhead) {
-            lws_callback_on_writable(wsi);
-            return 0;
-        }
+    int rc = fit_wsio_write(&u->io, wsi);
+    if (rc < 0) {
+        conn_fail(u, "write to the server failed");
+        return -1;
     }
+    if (rc > 0)
+        return 0;
     if (u->state == CONN_CLOSING && !u->failed) {
         lws_close_reason(wsi, LWS_CLOSE_STATUS_NORMAL, (unsigned char *)"import done", 11);
         return -1;
@@ -1409,7 +1351,7 @@ static int options_parse(import_app *app, int argc, char **argv)
 static void app_free(import_app *app)
 {
     for (size_t i = 0; i < app->nusers; i++) {
-        conn_buffers_free(&app->users[i]);
+        fit_wsio_free(&app->users[i].io);
         free(app->users[i].weeks);
     }
     free(app->users);
