@@ -30,24 +30,12 @@ distance = laps x lap_m. Every change announces the boards it touched on
 "fit:lb" ("event:<id>:all", "event:<id>:cat:<c>"), like weekly boards.
 --]]
 
-local TIE = 68719476736 -- 2^36
-
--- "fit:{sN}:" of an event's keys: programme totals and the event list live there.
-local function shard_prefix(E)
-    return string.match(E, '^(fit:{[^}]*}:)')
-end
-
 local function base_of(meta_key)
     return string.sub(meta_key, 1, -5)
 end
 
 local function event_of(E)
     return string.match(E, ':e:(.*)/$')
-end
-
-local function now_ms()
-    local t = redis.call('TIME')
-    return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
 local function audit(E, entry)
@@ -92,7 +80,7 @@ local function recompute_team(E, m, bib, touched)
     if laps ~= old_laps then
         -- Counted laps, for the staff figures (per event and programme-wide).
         redis.call('HINCRBY', E .. 'meta', 'laps', laps - old_laps)
-        redis.call('HINCRBY', shard_prefix(E) .. 'tot', 'laps', laps - old_laps)
+        redis.call('HINCRBY', shard_of(E) .. 'tot', 'laps', laps - old_laps)
     end
     local rel = last >= 0 and (last - m.start) or (TIE - 1)
     local score = laps * TIE + (TIE - 1 - math.max(0, math.min(TIE - 1, rel)))
@@ -100,14 +88,8 @@ local function recompute_team(E, m, bib, touched)
     local id = event_of(E)
     redis.call('ZADD', E .. 'st:all', score, bib)
     redis.call('ZADD', E .. 'st:cat:' .. team[1], score, bib)
-    touched['event:' .. id .. ':all'] = true
-    touched['event:' .. id .. ':cat:' .. team[1]] = true
-end
-
-local function publish(touched)
-    local names = {}
-    for k in pairs(touched) do names[#names + 1] = k end
-    if #names > 0 then redis.call('PUBLISH', 'fit:lb', table.concat(names, '\n')) end
+    touched[#touched + 1] = 'event:' .. id .. ':all'
+    touched[#touched + 1] = 'event:' .. id .. ':cat:' .. team[1]
 end
 
 local function recompute_all(E, m)
@@ -128,8 +110,8 @@ local function event_create(keys, args)
     redis.call('HSET', E .. 'meta', 'doc', args[1], 'kind', args[2], 'state', 'scheduled',
                'dur_ms', args[3], 'lap_m', args[4], 'min_lap_ms', args[5], 'public', args[6],
                'cats', args[7])
-    redis.call('SADD', shard_prefix(E) .. 'events', event_of(E))
-    redis.call('HINCRBY', shard_prefix(E) .. 'tot', 'events', 1)
+    redis.call('SADD', shard_of(E) .. 'events', event_of(E))
+    redis.call('HINCRBY', shard_of(E) .. 'tot', 'events', 1)
     audit(E, {op = 'create', by = args[8]})
     return 'created'
 end
@@ -151,7 +133,7 @@ local function team_register(keys, args)
     redis.call('HSET', E .. 'team:' .. args[1], 'name', args[2], 'category', args[3], 'laps', 0,
                'last_ms', -1)
     redis.call('SADD', E .. 'teams', args[1])
-    redis.call('HINCRBY', shard_prefix(E) .. 'tot', 'participations', 1)
+    redis.call('HINCRBY', shard_of(E) .. 'tot', 'participations', 1)
     local touched = {}
     recompute_team(E, m, args[1], touched)
     publish(touched)
@@ -336,35 +318,6 @@ local function event_laps(keys, args)
     return r
 end
 
--- fit_stats_read (read-only): one shard's part of the staff figures.
--- KEYS: fit:{sN}:tot. ARGV: today's date, the current minute (UTC ms / 60000),
--- then ISO weeks. Returns {totals (flat), today's active, uploads of the last 60
--- minutes (oldest first), events [(id, name, kind, state, teams, laps) ...],
--- challenge participants (flat), connected devices (flat, shard 0 only),
--- then one flat hash per week}.
-local function stats_read(keys, args)
-    local S = string.match(keys[1], '^(fit:{[^}]*}:)')
-    local r = {redis.call('HGETALL', keys[1])}
-    r[#r + 1] = redis.call('HGET', S .. 'sd:' .. args[1], 'active') or '0'
-    local upm, minute = {}, tonumber(args[2])
-    for i = 59, 0, -1 do upm[#upm + 1] = redis.call('GET', S .. 'upm:' .. (minute - i)) or '0' end
-    r[#r + 1] = upm
-    local events = {}
-    for _, id in ipairs(redis.call('SMEMBERS', S .. 'events')) do
-        local E = S .. 'e:' .. id .. '/'
-        local m = redis.call('HMGET', E .. 'meta', 'doc', 'kind', 'state', 'laps')
-        local name = m[1] and cjson.decode(m[1]).name or id
-        events[#events + 1] = {id, name, m[2] or '', m[3] or '', redis.call('SCARD', E .. 'teams'),
-                               m[4] or '0'}
-    end
-    r[#r + 1] = events
-    r[#r + 1] = redis.call('HGETALL', S .. 'chn')
-    r[#r + 1] = redis.call('HGETALL', S .. 'conns')
-    for i = 3, #args do r[#r + 1] = redis.call('HGETALL', S .. 'st:' .. args[i]) end
-    return r
-end
-
-redis.register_function{function_name = 'fit_stats_read', callback = stats_read, flags = {'no-writes'}}
 redis.register_function('fit_event_create', event_create)
 redis.register_function('fit_team_register', team_register)
 redis.register_function('fit_event_start', event_start)

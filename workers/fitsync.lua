@@ -60,11 +60,6 @@ local function prefix_of(logkey)
     return string.sub(logkey, 1, -4)
 end
 
-local function now_ms()
-    local t = redis.call('TIME')
-    return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
-
 local function minutes(ms)
     return math.floor(ms / 60000 + 0.5)
 end
@@ -161,7 +156,6 @@ end
 
 -- ---- leaderboards ----
 
-local TIE = 68719476736 -- 2^36: room for the tie-break clock (about 795 days in ms)
 local TIE_OFFSET = 1073741824 -- 2^30 ms (12 days): a write slightly early stays positive
 
 -- Days since 1970-01-01 of a civil date (H. Hinnant's days_from_civil, as protocol/fit_time.c).
@@ -182,11 +176,6 @@ end
 
 local function user_of(P)
     return string.match(P, ':u:(.*)/$')
-end
-
--- "fit:{sN}:" of a user prefix or a board key.
-local function shard_of(k)
-    return string.match(k, '^(fit:{[^}]*}:)')
 end
 
 local function age_band(bands, week, birth_year)
@@ -252,10 +241,6 @@ local function update_boards(P, week, ctx, touched)
             touched[#touched + 1] = 'week:' .. week .. ':' .. sc
         end
     end
-end
-
-local function publish(touched)
-    if #touched > 0 then redis.call('PUBLISH', 'fit:lb', table.concat(touched, '\n')) end
 end
 
 -- The distinct weeks of day lists ([[date, week], ...]).
@@ -963,6 +948,34 @@ local function board_around(keys, args)
     return r
 end
 
+-- fit_stats_read (read-only): one shard's part of the staff figures.
+-- KEYS: fit:{sN}:tot. ARGV: today's date, the current minute (UTC ms / 60000),
+-- then ISO weeks. Returns {totals (flat), today's active, uploads of the last 60
+-- minutes (oldest first), events [(id, name, kind, state, teams, laps) ...],
+-- challenge participants (flat), connected devices (flat, shard 0 only),
+-- then one flat hash per week}.
+local function stats_read(keys, args)
+    local S = string.match(keys[1], '^(fit:{[^}]*}:)')
+    local r = {redis.call('HGETALL', keys[1])}
+    r[#r + 1] = redis.call('HGET', S .. 'sd:' .. args[1], 'active') or '0'
+    local upm, minute = {}, tonumber(args[2])
+    for i = 59, 0, -1 do upm[#upm + 1] = redis.call('GET', S .. 'upm:' .. (minute - i)) or '0' end
+    r[#r + 1] = upm
+    local events = {}
+    for _, id in ipairs(redis.call('SMEMBERS', S .. 'events')) do
+        local E = S .. 'e:' .. id .. '/'
+        local m = redis.call('HMGET', E .. 'meta', 'doc', 'kind', 'state', 'laps')
+        local name = m[1] and cjson.decode(m[1]).name or id
+        events[#events + 1] = {id, name, m[2] or '', m[3] or '', redis.call('SCARD', E .. 'teams'),
+                               m[4] or '0'}
+    end
+    r[#r + 1] = events
+    r[#r + 1] = redis.call('HGETALL', S .. 'chn')
+    r[#r + 1] = redis.call('HGETALL', S .. 'conns')
+    for i = 3, #args do r[#r + 1] = redis.call('HGETALL', S .. 'st:' .. args[i]) end
+    return r
+end
+
 redis.register_function('fit_activity_put', activity_put)
 redis.register_function('fit_activity_update', activity_update)
 redis.register_function('fit_activity_delete', activity_delete)
@@ -980,3 +993,4 @@ redis.register_function{function_name = 'fit_state', callback = state, flags = r
 redis.register_function{function_name = 'fit_board_top', callback = board_top, flags = ro}
 redis.register_function{function_name = 'fit_board_around', callback = board_around, flags = ro}
 redis.register_function{function_name = 'fit_challenge_top', callback = challenge_top, flags = ro}
+redis.register_function{function_name = 'fit_stats_read', callback = stats_read, flags = ro}
