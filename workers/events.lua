@@ -1,4 +1,3 @@
-#!lua name=fitsync_events
 --[[
 Live challenges: a timed team relay (laps at a line, categories, awards) as
 Redis Functions, one event per shard. Every call names the event's meta key

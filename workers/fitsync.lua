@@ -1,9 +1,9 @@
-#!lua name=fitsync
 --[[
-fitsync's Redis Functions library: every mutation is one atomic call here
-(DESIGN.md decision 2), so dedup, the day's aggregate, the week, the indexes
-and the change log change together or not at all. fitsyncd embeds this file
-and loads it with FUNCTION LOAD REPLACE on every (re)connect.
+The members' part of fitsync's Redis Functions library (after common.lua,
+before events.lua; tools/embed.cmake joins them and fitsyncd loads the result
+with FUNCTION LOAD REPLACE on every (re)connect). Every mutation is one atomic
+call here (DESIGN.md decision 2), so dedup, the day's aggregate, the week, the
+indexes and the change log change together or not at all.
 
 Every call names one key, the user's change log, and derives the user's other
 keys from it: they share its prefix and so its shard tag {sN} and its cluster
