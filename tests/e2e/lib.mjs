@@ -441,7 +441,12 @@ export class Client {
   async request(msg, timeout = 5000) {
     const id = msg.id ?? `r${++nextId}`;
     const p = this.next((m) => m.re === id, timeout, `the reply to ${msg.type} ${id}`);
-    await this.send({ ...msg, id });
+    try {
+      await this.send({ ...msg, id });
+    } catch (e) {
+      p.catch(() => {}); // the send's error is the one to report, not the reply's
+      throw e;
+    }
     return p;
   }
 
