@@ -10,6 +10,7 @@
  * context after a failed connect or a disconnect callback — and store->ac is
  * forgotten in those callbacks before anything else can use it.
  */
+#define _GNU_SOURCE /* struct ucred */
 #include "fit_store.h"
 #include "fit_error.h"
 
@@ -17,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/socket.h>
 
 #define TICK_MS 100
 #define BACKOFF_MIN_MS 100
@@ -213,7 +215,7 @@ static void reply_cb(redisAsyncContext *ac, void *reply, void *privdata)
              * the timer drops this connection (not from inside this callback) and
              * reconnects with backoff, loading again.
              */
-            s->load_failed = 1;
+            s->drop_pending = 1;
         }
     } else if (r->cb) {
         r->cb(reply, errstr, r->data);
@@ -274,6 +276,25 @@ static void subscribe_cb(redisAsyncContext *ac, void *reply, void *privdata)
     }
 }
 
+/* 1 unless opt.peer_pid names a pid and another process serves the socket (logged). */
+static int peer_is_expected(fit_store *s)
+{
+    if (!s->opt.peer_pid)
+        return 1;
+    pid_t want = s->opt.peer_pid(s->opt.peer_pid_data);
+    struct ucred cred;
+    socklen_t len = sizeof(cred);
+    if (getsockopt(s->ac->c.fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0)
+        cred.pid = 0;
+    if (want > 0 && cred.pid == want)
+        return 1;
+    snprintf(s->last_error, sizeof(s->last_error),
+             "refusing Redis at %.60s: served by pid %ld, not by our redis-server (pid %ld)",
+             s->opt.address, (long)cred.pid, (long)want);
+    fprintf(stderr, "fitsync: %s\n", s->last_error);
+    return 0;
+}
+
 static void connect_cb(const redisAsyncContext *ac, int status)
 {
     fit_store *s = ac->data;
@@ -284,6 +305,12 @@ static void connect_cb(const redisAsyncContext *ac, int status)
         s->ac = NULL;
         if (s->state != FIT_STORE_CLOSED)
             set_state(s, FIT_STORE_DISCONNECTED);
+        return;
+    }
+    if (!peer_is_expected(s)) {
+        /* Not from inside hiredis's callback: the timer drops it (LOADING, drop_pending). */
+        set_state(s, FIT_STORE_LOADING);
+        s->drop_pending = 1;
         return;
     }
     if (s->opt.subscribe) {
@@ -385,9 +412,11 @@ static void tick(uv_timer_t *t)
             drop(s, "connect timed out");
         break;
     case FIT_STORE_LOADING:
-        if (s->load_failed) {
-            s->load_failed = 0;
-            drop(s, "FUNCTION LOAD failed; retrying");
+        if (s->drop_pending) {
+            char why[sizeof(s->last_error)];
+            snprintf(why, sizeof(why), "%s", s->last_error);
+            s->drop_pending = 0;
+            drop(s, why);
             break;
         }
         if (s->opt.subscribe && now - s->state_since_ms > s->opt.command_timeout_ms) {

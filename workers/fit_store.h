@@ -28,6 +28,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/types.h>
 #include <uv.h>
 
 typedef enum {
@@ -54,6 +55,14 @@ typedef struct {
     uint32_t connect_timeout_ms; /* default 2000 */
     uint32_t command_timeout_ms; /* default 5000 */
     uint32_t reconnect_max_ms;   /* backoff ceiling, default 5000 */
+    /*
+     * Unix sockets only, may be NULL: the pid that must be serving the
+     * socket (checked with SO_PEERCRED on every connect; 0 = none yet). A
+     * connection to any other process is dropped before a command is sent,
+     * so fitsyncd never talks to a Redis it did not start (issue 19).
+     */
+    pid_t (*peer_pid)(void *data);
+    void *peer_pid_data;
 } fit_store_options;
 
 typedef struct fit_store {
@@ -78,7 +87,7 @@ typedef struct fit_store {
     uint64_t lat_count;
     double lat_sum_s;
     int close_pending;
-    int load_failed; /* FUNCTION LOAD answered an error: the timer reconnects */
+    int drop_pending; /* FUNCTION LOAD failed or the wrong peer: the timer drops and reconnects */
 } fit_store;
 
 /*

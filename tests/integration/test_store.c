@@ -414,6 +414,47 @@ static void test_unavailable_is_immediate(void **state)
     wait_ready();
 }
 
+/*
+ * opt.peer_pid: a store refuses a Unix socket served by any pid but the one
+ * it expects (issue 19: fitsyncd must never talk to a Redis it did not start),
+ * and connects once the expected pid is the one serving.
+ */
+static pid_t expected_peer;
+static pid_t expected_peer_pid(void *data)
+{
+    return *(pid_t *)data;
+}
+
+static void test_refuses_unexpected_peer(void **state)
+{
+    fit_store other;
+    fit_store_options o;
+    memset(&o, 0, sizeof(o));
+    snprintf(o.address, sizeof(o.address), "%s", sock);
+    o.reconnect_max_ms = 100;
+    o.peer_pid = expected_peer_pid;
+    o.peer_pid_data = &expected_peer;
+    expected_peer = getpid(); /* not the redis-server serving the socket */
+    assert_int_equal(fit_store_init(&other, &loop, &o, fit_functions_lua, fit_functions_lua_len),
+                     0);
+    for (int i = 0; i < 200; i++) {
+        uv_run(&loop, UV_RUN_NOWAIT);
+        usleep(5000);
+        assert_false(fit_store_ready(&other));
+    }
+    assert_non_null(strstr(other.last_error, "refusing Redis"));
+    expected_peer = redis_pid;
+    for (int i = 0; i < 400 && !fit_store_ready(&other); i++) {
+        uv_run(&loop, UV_RUN_NOWAIT);
+        usleep(5000);
+    }
+    assert_true(fit_store_ready(&other));
+    closed_flag = 0;
+    fit_store_close(&other, on_closed);
+    run_until(&closed_flag, 2000);
+    assert_true(closed_flag);
+}
+
 static void test_shards(void **state)
 {
     char k1[FIT_KEY_MAX], k2[FIT_KEY_MAX];
@@ -639,6 +680,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_function_reload_after_restart, setup, teardown),
         cmocka_unit_test_setup_teardown(test_command_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unavailable_is_immediate, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_refuses_unexpected_peer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_update_and_delete_recompute, setup, teardown),
         cmocka_unit_test_setup_teardown(test_change_log, setup, teardown),
         cmocka_unit_test_setup_teardown(test_account_delete_leaves_nothing, setup, teardown),
