@@ -648,6 +648,12 @@ void fit_server_stop(fit_server *srv)
     uv_timer_start(&srv->drain_timer, drain_tick, 0, DRAIN_TICK_MS);
 }
 
+/* fit_store_options.peer_pid: the embedded Redis the store may talk to. */
+static pid_t child_pid(void *data)
+{
+    return fit_redis_child_pid(data);
+}
+
 int fit_server_start(fit_server *srv, uv_loop_t *loop, fit_config *cfg)
 {
     char err[256];
@@ -684,11 +690,9 @@ int fit_server_start(fit_server *srv, uv_loop_t *loop, fit_config *cfg)
             return FIT_EIO;
         }
         int rc = fit_redis_child_start(&srv->child, loop, cfg->redis_server, absconf, dir);
-        if (rc == FIT_EINVALID_VALUE) {
+        srv->have_child = 1; /* its handles are open, whatever rc says */
+        if (rc == FIT_EINVALID_VALUE)
             fprintf(stderr, "fitsyncd: data_dir path %s is too long for a Unix socket\n", dir);
-            return rc;
-        }
-        srv->have_child = 1;
         if (rc != 0)
             return rc;
         snprintf(srv->redis_address, sizeof(srv->redis_address), "%s", srv->child.sock);
@@ -700,6 +704,10 @@ int fit_server_start(fit_server *srv, uv_loop_t *loop, fit_config *cfg)
     so.connect_timeout_ms = (uint32_t)cfg->redis_connect_timeout_ms;
     so.command_timeout_ms = (uint32_t)cfg->redis_command_timeout_ms;
     so.reconnect_max_ms = (uint32_t)cfg->redis_reconnect_max_ms;
+    if (srv->have_child) {
+        so.peer_pid = child_pid;
+        so.peer_pid_data = &srv->child;
+    }
     if (fit_store_init(&srv->store, loop, &so, fit_functions_lua, fit_functions_lua_len) != 0) {
         fprintf(stderr, "fitsyncd: bad Redis address \"%s\"\n", so.address);
         return FIT_EINVALID_VALUE;
