@@ -41,7 +41,9 @@
       "cursor is older than the change log window; call sync.snapshot")                            \
     X(RATE_LIMITED, "rate_limited", 1, "too many messages; retry after retry_after_ms")            \
     X(TOO_MANY_SUBSCRIPTIONS, "too_many_subscriptions", 0,                                         \
-      "this connection holds the most leaderboard subscriptions allowed")
+      "this connection holds the most leaderboard subscriptions allowed")                          \
+    X(EVENT_FINISHED, "event_finished", 0,                                                         \
+      "the event has finished; its results are final (a host may event.reopen)")
 
 typedef enum {
     FIT_OK = 0,

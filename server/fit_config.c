@@ -58,6 +58,7 @@ static const key_spec schema[] = {
     INT_KEY("max_age_weeks", max_age_weeks, 0, 5200, "8"),
     INT_KEY("future_tolerance_s", future_tolerance_s, 0, 86400, "600"),
     INT_KEY("max_queue_bytes", max_queue_bytes, 65536, 256 * 1024 * 1024, "4194304"),
+    INT_KEY("hello_timeout_ms", hello_timeout_ms, 100, 3600000, "10000"),
     INT_KEY("sync.window_days", sync_window_days, 1, 3650, "56"),
     INT_KEY("rate.messages_per_s", rate_messages_per_s, 1, 1000000, "20"),
     INT_KEY("rate.burst", rate_burst, 1, 1000000, "60"),

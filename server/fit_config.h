@@ -41,6 +41,7 @@ typedef struct {
     int max_age_weeks;     /* acceptance window; 0 = unlimited */
     int future_tolerance_s;
     int max_queue_bytes;     /* per-connection send queue bound */
+    int hello_timeout_ms;    /* a connection without hello (and no spectator subscription) closes */
     int sync_window_days;    /* how long the change log keeps entries (cursors stay valid) */
     int rate_messages_per_s; /* token bucket refill per connection */
     int rate_burst;          /* token bucket size */

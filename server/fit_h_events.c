@@ -146,6 +146,9 @@ static void status_done(redisReply *r, const char *errstr, void *data)
     } else if (strcmp(st, "finished") == 0) {
         fit_session_send_error(s, re, FIT_ECONFLICT, "event",
                                "the event has finished; its results are final");
+    } else if (strcmp(st, "not_finished") == 0) {
+        fit_session_send_error(s, re, FIT_ECONFLICT, "event",
+                               "the event has not finished; there is nothing to reopen");
     } else if (strcmp(st, "bad_category") == 0) {
         fit_session_send_error(s, re, FIT_EINVALID_VALUE, "category",
                                "category is not one of the event's categories");
@@ -511,6 +514,23 @@ void fit_h_event_finish(fit_session *s, fit_request *req)
     ev_call(s, req, e, "fit_event_finish", 0, 1, argv, status_done);
 }
 
+/*
+ * event.reopen: a host lets late laps in after event.finish (a marshal's
+ * queue that arrived late, say); the reason is kept in the audit list.
+ */
+void fit_h_event_reopen(fit_session *s, fit_request *req)
+{
+    const char *event = event_field(s, req, 0);
+    const char *reason;
+    if (!event || string_field(s, req, req->root, "reason", 200, &reason))
+        return;
+    ev_req *e = ev_req_new(s, req, event);
+    if (!e)
+        return;
+    const char *argv[] = {reason, s->claims.sub};
+    ev_call(s, req, e, "fit_event_reopen", 0, 2, argv, status_done);
+}
+
 /* ---- laps ---- */
 
 typedef struct {
@@ -541,12 +561,19 @@ static void laps_done(redisReply *r, const char *errstr, void *data)
             size_t idx = (size_t)json_integer_value(json_array_get(c->sent, i));
             json_t *item = json_array_get(c->results, idx);
             const char *st = r->element[i + 1]->str ? r->element[i + 1]->str : "";
-            if (strcmp(st, "unknown_bib") == 0 || strcmp(st, "conflict") == 0) {
-                fit_field_error fe;
-                fit_field_error_set(&fe, st[0] == 'u' ? FIT_ENOT_FOUND : FIT_ECONFLICT,
-                                    st[0] == 'u' ? "bib" : "client_id",
-                                    st[0] == 'u' ? "no team with this bib in the event"
-                                                 : "client_id already holds a different crossing");
+            fit_field_error fe;
+            int refused = 1;
+            if (strcmp(st, "unknown_bib") == 0)
+                fit_field_error_set(&fe, FIT_ENOT_FOUND, "bib",
+                                    "no team with this bib in the event");
+            else if (strcmp(st, "conflict") == 0)
+                fit_field_error_set(&fe, FIT_ECONFLICT, "client_id",
+                                    "client_id already holds a different crossing");
+            else if (strcmp(st, "event_finished") == 0)
+                fit_field_error_set(&fe, FIT_EEVENT_FINISHED, "", NULL);
+            else
+                refused = 0;
+            if (refused) {
                 json_array_set_new(c->results, idx, fit_item_error(idx, "laps", &fe));
                 rejected++;
             } else {
@@ -960,17 +987,24 @@ void fit_h_event_get(fit_session *s, fit_request *req)
         ev_call(s, req, e, "fit_event_get", 1, 0, NULL, event_get_done);
 }
 
-/* marshal.token: a host mints a token that may only record laps for this event. */
+/*
+ * marshal.token: a host mints a token that may only record laps for this
+ * event. Its subject is "marshal:<label>" (FIT_MARSHAL_PREFIX, a namespace
+ * member tokens are refused at hello), so a label equal to a member's id can
+ * never be used to read that member's data; hence labels of at most
+ * 64 - 8 = 56 characters.
+ */
 void fit_h_marshal_token(fit_session *s, fit_request *req)
 {
     const char *event = event_field(s, req, 0);
-    const char *marshal = event ? fit_get_id_field(s, req, "marshal", 64) : NULL;
+    const char *marshal = event ? fit_get_id_field(s, req, "marshal", 56) : NULL;
     int64_t ttl = 12 * 3600;
     int present;
     if (!marshal || fit_get_int_field(s, req, "ttl_s", 60, 7 * 86400, &ttl, &present))
         return;
-    char *tok = NULL;
-    if (fit_token_mint(marshal, "marshal", fit_now_ms() / 1000 + ttl, event, s->srv->secret,
+    char sub[72], *tok = NULL;
+    snprintf(sub, sizeof(sub), FIT_MARSHAL_PREFIX "%s", marshal);
+    if (fit_token_mint(sub, "marshal", fit_now_ms() / 1000 + ttl, event, s->srv->secret,
                        strlen(s->srv->secret), &tok) != 0) {
         fit_session_send_error(s, req->id, FIT_EINVALID_VALUE, "marshal", NULL);
         return;

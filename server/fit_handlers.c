@@ -216,6 +216,9 @@ static void welcome_cursor(int err, const char *cursor, void *data)
     json_object_set_new(r, "protocol", json_string(FIT_SUBPROTOCOL));
     json_object_set_new(r, "version", json_string(FITSYNC_VERSION));
     json_object_set_new(r, "server_time", json_string(now));
+    char exp[40];
+    fit_time_format(s->claims.exp_s * 1000, 0, exp, sizeof(exp));
+    json_object_set_new(r, "token_expires_at", json_string(exp));
     json_object_set_new(r, "week", json_string(week));
     /* Without Redis there is no cursor to give; the app keeps the one it has. */
     json_object_set_new(r, "cursor", err ? json_null() : json_string(cursor));
@@ -264,6 +267,12 @@ static void handle_hello(fit_session *s, fit_request *req)
                                       rc == FIT_ETOKEN_EXPIRED ? "token expired" : "invalid token");
         return;
     }
+    if (s->claims.role == FIT_ROLE_MEMBER && strncmp(s->claims.sub, FIT_MARSHAL_PREFIX, 8) == 0) {
+        fit_session_send_error(s, req->id, FIT_EINVALID_TOKEN, "token",
+                               "subjects beginning \"marshal:\" are reserved for marshal tokens");
+        fit_session_close_after_flush(s, LWS_CLOSE_STATUS_POLICY_VIOLATION, "invalid token");
+        return;
+    }
     snprintf(s->device_id, sizeof(s->device_id), "%s", json_string_value(dev));
     s->authed = 1;
     fit_session_attach_user(s);
@@ -272,6 +281,42 @@ static void handle_hello(fit_session *s, fit_request *req)
         return;
     if (fit_ops_sync_head(&srv->ops, p->user, welcome_cursor, p) != 0)
         welcome_cursor(FIT_EUNAVAILABLE, NULL, p);
+}
+
+/*
+ * token.refresh: a newer token for the same subject, role and event moves the
+ * session's expiry (exp, UTC seconds); without one the session is closed with
+ * 4001 when exp passes. A token that does not verify changes nothing.
+ */
+static void handle_token_refresh(fit_session *s, fit_request *req)
+{
+    json_t *tok = json_object_get(req->root, "token");
+    if (!tok || !json_is_string(tok)) {
+        fit_session_send_error(s, req->id, tok ? FIT_EINVALID_TYPE : FIT_EMISSING_FIELD, "token",
+                               "token (a bearer token string) is required");
+        return;
+    }
+    fit_token_claims c;
+    int rc = fit_token_verify(json_string_value(tok), s->srv->secret, strlen(s->srv->secret),
+                              fit_now_ms() / 1000, &c);
+    if (rc != 0) {
+        fit_session_send_error(s, req->id, rc, "token", NULL);
+        return;
+    }
+    if (strcmp(c.sub, s->claims.sub) != 0 || c.role != s->claims.role ||
+        strcmp(c.event, s->claims.event) != 0) {
+        fit_session_send_error(s, req->id, FIT_EFORBIDDEN, "token",
+                               "token.refresh takes a token of the same subject, role and event");
+        return;
+    }
+    if (c.exp_s > s->claims.exp_s)
+        s->claims.exp_s = c.exp_s;
+    char at[40];
+    fit_time_format(s->claims.exp_s * 1000, 0, at, sizeof(at));
+    json_t *r = fit_reply_new("token.refresh", req->id);
+    json_object_set_new(r, "expires_at", json_string(at));
+    fit_session_send(s, r);
+    json_decref(r);
 }
 
 static void profile_reply(int err, const json_t *profile, const char *cursor, void *data)
@@ -339,6 +384,7 @@ typedef struct {
 
 static const handler_spec handlers[] = {
     {"hello", 0, handle_hello, {"token", "device_id", NULL}},
+    {"token.refresh", 2, handle_token_refresh, {"token", NULL}},
     {"profile.set", 1, handle_profile_set, {"profile", NULL}},
     {"activity.upload", 1, fit_h_activity_upload, {"activities", NULL}},
     {"activity.update", 1, fit_h_activity_update, {"*", NULL}},
@@ -361,6 +407,7 @@ static const handler_spec handlers[] = {
     {"team.import", 2, fit_h_team_import, {"event", "csv", NULL}},
     {"event.start", 2, fit_h_event_start, {"event", "at", NULL}},
     {"event.finish", 2, fit_h_event_finish, {"event", NULL}},
+    {"event.reopen", 2, fit_h_event_reopen, {"event", "reason", NULL}},
     {"lap.record", 2, fit_h_lap_record, {"event", "laps", NULL}},
     {"lap.void", 2, fit_h_lap_void, {"event", "client_id", "reason", NULL}},
     {"lap.restore", 2, fit_h_lap_restore, {"event", "client_id", "reason", NULL}},
@@ -452,6 +499,11 @@ void fit_handle_message(fit_session *s, const char *buf, size_t len)
     } else if (s->srv->stopping) {
         fit_session_send_error(s, req.id, FIT_EUNAVAILABLE, "",
                                "server is shutting down; nothing was changed, retry later");
+    } else if (s->authed && s->claims.exp_s <= fit_now_ms() / 1000) {
+        /* The token ran out (and no token.refresh came in time): nothing more is done. */
+        fit_session_send_error(s, req.id, FIT_ETOKEN_EXPIRED, "",
+                               "the session's token has expired; connect again with a new one");
+        fit_session_close_after_flush(s, FIT_CLOSE_TOKEN_EXPIRED, "token expired");
     } else if (h->needs_member && !s->authed) {
         /* Spectators (no hello) may only read public event boards (fit_h_boards.c). */
         fit_session_send_error(s, req.id, FIT_EUNAUTHENTICATED, "", NULL);

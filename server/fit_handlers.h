@@ -76,6 +76,7 @@ void fit_h_team_register(fit_session *s, fit_request *req);
 void fit_h_team_import(fit_session *s, fit_request *req);
 void fit_h_event_start(fit_session *s, fit_request *req);
 void fit_h_event_finish(fit_session *s, fit_request *req);
+void fit_h_event_reopen(fit_session *s, fit_request *req);
 void fit_h_lap_record(fit_session *s, fit_request *req);
 void fit_h_lap_void(fit_session *s, fit_request *req);
 void fit_h_lap_restore(fit_session *s, fit_request *req);

@@ -22,6 +22,7 @@
 extern const char fit_functions_lua[];
 extern const size_t fit_functions_lua_len;
 
+#define FIT_SWEEP_MS 500
 #define DRAIN_TICK_MS 50
 #define DRAIN_MAX_MS 5000
 
@@ -612,6 +613,7 @@ static void finish_stop(fit_server *srv)
     uv_close((uv_handle_t *)&srv->sigint, handle_closed);
     uv_close((uv_handle_t *)&srv->sigterm, handle_closed);
     uv_close((uv_handle_t *)&srv->drain_timer, handle_closed);
+    uv_close((uv_handle_t *)&srv->sweep_timer, handle_closed);
 }
 
 /*
@@ -648,6 +650,29 @@ void fit_server_stop(fit_server *srv)
     uv_timer_start(&srv->drain_timer, drain_tick, 0, DRAIN_TICK_MS);
 }
 
+/*
+ * Every FIT_SWEEP_MS (DESIGN.md decision 7: every connection earns its keep):
+ * a connection that has not completed hello within hello_timeout_ms and holds
+ * no spectator subscription is closed with 1008; a signed-in session whose
+ * token's exp (UTC seconds) has passed is closed with 4001 "token expired"
+ * (a message arriving in between is refused the same way by the dispatcher).
+ */
+static void sweep(uv_timer_t *t)
+{
+    fit_server *srv = t->data;
+    uint64_t now = uv_now(srv->loop);
+    int64_t now_s = fit_now_ms() / 1000;
+    for (fit_session *s = srv->all_sessions; s; s = s->all_next) {
+        if (!s->wsi || s->close_after_flush)
+            continue;
+        if (s->authed && s->claims.exp_s <= now_s)
+            fit_session_close_after_flush(s, FIT_CLOSE_TOKEN_EXPIRED, "token expired");
+        else if (!s->authed && s->nsubs == 0 &&
+                 now - s->opened_ms >= (uint64_t)srv->cfg->hello_timeout_ms)
+            fit_session_close_after_flush(s, LWS_CLOSE_STATUS_POLICY_VIOLATION, "hello timeout");
+    }
+}
+
 /* fit_store_options.peer_pid: the embedded Redis the store may talk to. */
 static pid_t child_pid(void *data)
 {
@@ -664,7 +689,8 @@ int fit_server_start(fit_server *srv, uv_loop_t *loop, fit_config *cfg)
     uv_signal_init(loop, &srv->sigint);
     uv_signal_init(loop, &srv->sigterm);
     uv_timer_init(loop, &srv->drain_timer);
-    srv->sigint.data = srv->sigterm.data = srv->drain_timer.data = srv;
+    uv_timer_init(loop, &srv->sweep_timer);
+    srv->sigint.data = srv->sigterm.data = srv->drain_timer.data = srv->sweep_timer.data = srv;
     if (fit_mkdirs(cfg->data_dir) != 0) {
         fprintf(stderr, "fitsyncd: cannot create data_dir %s\n", cfg->data_dir);
         return FIT_EIO;
@@ -781,6 +807,7 @@ int fit_server_start(fit_server *srv, uv_loop_t *loop, fit_config *cfg)
     }
     uv_signal_start(&srv->sigint, on_signal, SIGINT);
     uv_signal_start(&srv->sigterm, on_signal, SIGTERM);
+    uv_timer_start(&srv->sweep_timer, sweep, FIT_SWEEP_MS, FIT_SWEEP_MS);
     return 0;
 }
 

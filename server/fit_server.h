@@ -45,6 +45,7 @@ struct fit_session {
     fit_server *srv;
     struct lws *wsi; /* NULL once the connection has closed */
     uint64_t id;
+    uint64_t opened_ms; /* loop time of the upgrade (the hello timeout counts from it) */
     int refs;
     int authed;
     fit_token_claims claims;
@@ -98,6 +99,7 @@ struct fit_server {
     char redis_address[512];
     uv_signal_t sigint, sigterm;
     uv_timer_t drain_timer;
+    uv_timer_t sweep_timer; /* hello timeouts and expired tokens, every FIT_SWEEP_MS */
     uint64_t drain_started_ms;
     int stopping;
     int redis_outage_logged;
@@ -170,6 +172,11 @@ void fit_server_each_device(fit_server *srv, const char *user, void (*fn)(fit_se
 void fit_server_push_user(fit_server *srv, const char *user, fit_session *from, const json_t *msg);
 
 #define FIT_DEV_CHANNEL "fit:dev"
+
+/* WebSocket close code of a session whose token expired (application range 4000-4999). */
+#define FIT_CLOSE_TOKEN_EXPIRED 4001
+/* Subjects of marshal tokens minted by marshal.token: a namespace member tokens may not use. */
+#define FIT_MARSHAL_PREFIX "marshal:"
 
 /* Staff statistics (fit_staff.c): the push timer and the connected-devices heartbeat. */
 void fit_staff_start(fit_server *srv);

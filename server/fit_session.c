@@ -25,6 +25,7 @@ fit_session *fit_session_new(fit_server *srv, struct lws *wsi)
     s->wsi = wsi;
     s->refs = 1;
     s->id = ++srv->next_session_id;
+    s->opened_ms = uv_now(srv->loop);
     srv->sessions++;
     s->all_next = srv->all_sessions;
     if (srv->all_sessions)
@@ -63,6 +64,14 @@ void fit_session_unref(fit_session *s)
 void fit_session_attach_user(fit_session *s)
 {
     fit_server *srv = s->srv;
+    srv->devices++;
+    /*
+     * Only members join a user's device list: pushes of a member's data go to
+     * that list, and a host, staff or marshal token whose subject happens to
+     * be a member's id must never receive them (issue 12).
+     */
+    if (s->claims.role != FIT_ROLE_MEMBER)
+        return;
     fit_user_devices *u;
     HASH_FIND_STR(srv->users, s->claims.sub, u);
     if (!u) {
@@ -72,7 +81,6 @@ void fit_session_attach_user(fit_session *s)
         snprintf(u->user, sizeof(u->user), "%s", s->claims.sub);
         HASH_ADD_STR(srv->users, user, u);
     }
-    s->srv->devices++;
     s->user_prev = NULL;
     s->user_next = u->sessions;
     if (u->sessions)
@@ -84,11 +92,12 @@ static void detach_user(fit_session *s)
 {
     if (!s->authed)
         return;
-    fit_user_devices *u;
-    HASH_FIND_STR(s->srv->users, s->claims.sub, u);
+    s->srv->devices--;
+    fit_user_devices *u = NULL;
+    if (s->claims.role == FIT_ROLE_MEMBER)
+        HASH_FIND_STR(s->srv->users, s->claims.sub, u);
     if (!u)
         return;
-    s->srv->devices--;
     if (s->user_prev)
         s->user_prev->user_next = s->user_next;
     else if (u->sessions == s)

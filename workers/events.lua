@@ -164,11 +164,25 @@ local function event_finish(keys, args)
     return 'ok'
 end
 
+-- fit_event_reopen: a host lets late laps in again after event.finish (audited).
+-- KEYS: meta. ARGV: reason, actor. Returns "ok" | "not_found" | "not_finished".
+local function event_reopen(keys, args)
+    local E = base_of(keys[1])
+    local m = meta(E)
+    if not m then return 'not_found' end
+    if m.state ~= 'finished' then return 'not_finished' end
+    redis.call('HSET', E .. 'meta', 'state', 'started')
+    audit(E, {op = 'reopen', reason = args[1], by = args[2]})
+    return 'ok'
+end
+
 -- fit_lap_record: a batch of crossings from one marshal; idempotent by client_id.
 -- KEYS: meta. ARGV: marshal, n, then (client_id, bib, at_ms, doc) x n.
 -- Returns the event's state (or "not_found"), then one status per crossing:
 -- counted | double | late | early | void (its flag after recomputing), or
--- unknown_bib | conflict. A crossing sent again reports its current flag.
+-- unknown_bib | conflict | event_finished. A crossing sent again reports its
+-- current flag. A finished event's results are final: a new crossing is
+-- refused (event_finished) until a host calls event.reopen.
 local function lap_record(keys, args)
     local E = base_of(keys[1])
     local m = meta(E)
@@ -180,6 +194,8 @@ local function lap_record(keys, args)
         local cur = redis.call('HMGET', E .. 'lap:' .. cid, 'doc')
         if cur[1] then
             items[#items + 1] = (cur[1] == doc) and cid or 'conflict'
+        elseif m.state == 'finished' then
+            items[#items + 1] = 'event_finished'
         elseif redis.call('SISMEMBER', E .. 'teams', bib) == 0 then
             items[#items + 1] = 'unknown_bib'
         else
@@ -193,7 +209,7 @@ local function lap_record(keys, args)
     for bib in pairs(bibs) do recompute_team(E, m, bib, touched) end
     publish(touched)
     for _, it in ipairs(items) do
-        if it == 'conflict' or it == 'unknown_bib' then
+        if it == 'conflict' or it == 'unknown_bib' or it == 'event_finished' then
             r[#r + 1] = it
         else
             r[#r + 1] = redis.call('HGET', E .. 'lap:' .. it, 'st')
@@ -321,6 +337,7 @@ redis.register_function('fit_event_create', event_create)
 redis.register_function('fit_team_register', team_register)
 redis.register_function('fit_event_start', event_start)
 redis.register_function('fit_event_finish', event_finish)
+redis.register_function('fit_event_reopen', event_reopen)
 redis.register_function('fit_lap_record', lap_record)
 redis.register_function('fit_lap_correct', lap_correct)
 redis.register_function('fit_award_assign', award_assign)
