@@ -10,7 +10,7 @@ JOBS ?= $(shell nproc)
 PORT ?= 8080
 DATA ?= data
 
-.PHONY: all setup web build run test sanitize fuzz bench format format-check clean
+.PHONY: all setup web build run test sanitize check-valgrind fuzz bench format format-check clean
 
 all: build
 
@@ -43,13 +43,28 @@ sanitize: setup $(WEB_DEPS)
 	@cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 		ctest --output-on-failure -j 2
 
-# libFuzzer over protocol/ for FUZZ_SECONDS (default 60), corpus in tests/fuzz/corpus.
+# Unit and integration tests under valgrind memcheck (errors and definite/indirect leaks fail).
+VALGRIND_BUILD ?= build-valgrind
+check-valgrind: setup
+	@cmake -S . -B $(VALGRIND_BUILD) -DFITSYNC_WERROR=ON -DFITSYNC_VALGRIND=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null
+	@cmake --build $(VALGRIND_BUILD) -j $(JOBS)
+	@cd $(VALGRIND_BUILD) && ctest --output-on-failure -L 'unit|integration'
+
+# libFuzzer: every parser's harness (tests/fuzz/fuzz_<parser>.c) for FUZZ_SECONDS each
+# (default 60), seeds in tests/fuzz/corpus/<parser>/, what it finds kept in build-fuzz/corpus/.
 FUZZ_SECONDS ?= 60
+FUZZERS := envelope activity summary profile token time board
 fuzz: setup
 	@CC=clang cmake -S . -B build-fuzz -DFITSYNC_WERROR=ON -DFITSYNC_SANITIZE=ON -DFITSYNC_FUZZ=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null
-	@cmake --build build-fuzz -j $(JOBS) --target fuzz_protocol
-	@mkdir -p build-fuzz/corpus && build-fuzz/tests/fuzz_protocol -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
-		build-fuzz/corpus tests/fuzz/corpus
+	@cmake --build build-fuzz -j $(JOBS) --target fuzzers
+	@for f in $(FUZZERS); do \
+		echo "fuzz: $$f for $(FUZZ_SECONDS) s"; \
+		mkdir -p build-fuzz/corpus/$$f; \
+		build-fuzz/tests/fuzz_$$f -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -print_final_stats=1 \
+			build-fuzz/corpus/$$f tests/fuzz/corpus/$$f >build-fuzz/fuzz_$$f.log 2>&1 \
+			|| { tail -n 60 build-fuzz/fuzz_$$f.log; exit 1; }; \
+		grep -E '^stat::number_of_executed_units|^Done' build-fuzz/fuzz_$$f.log; \
+	done
 
 # The benchmark suite (tools/bench.sh, about 6 minutes): its own fitsyncd and Redis in a
 # temporary directory, BENCH_RUNS runs of each scenario, medians into BENCHMARKS.md.
@@ -64,4 +79,4 @@ format-check:
 	@git ls-files '*.c' '*.h' | xargs clang-format --dry-run --Werror
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD) build-fuzz
+	rm -rf $(BUILD) $(ASAN_BUILD) $(VALGRIND_BUILD) build-fuzz

@@ -6,9 +6,10 @@ set -euo pipefail
 pkgs=(build-essential cmake pkg-config libwebsockets-dev libhiredis-dev
       libjansson-dev libuv1-dev libssl-dev libcmocka-dev uthash-dev
       redis-server redis-tools clang-format clang libclang-rt-14-dev nodejs npm
-      chromium fonts-noto-cjk curl jq util-linux)
+      chromium fonts-noto-cjk curl jq util-linux valgrind)
 # chromium: the dashboard's browser test drives Debian's /usr/bin/chromium
-# curl, jq, util-linux (taskset): the benchmark suite and its smoke test
+# curl, jq, util-linux (taskset): the benchmark suite and its smoke test;
+# valgrind: make check-valgrind
 # (playwright-core never downloads a browser); fonts-noto-cjk: the Chinese
 # district names on the page and in its screenshots.
 
