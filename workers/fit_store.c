@@ -325,6 +325,12 @@ static void connect_cb(const redisAsyncContext *ac, int status)
         redisAsyncCommandArgv(s->ac, subscribe_cb, s, argc, argv, NULL);
         return;
     }
+    if (!s->lua) {
+        /* A plain connection (a cluster seed): nothing to load. */
+        s->backoff_ms = 0;
+        set_state(s, FIT_STORE_READY);
+        return;
+    }
     load_functions(s);
 }
 

@@ -92,8 +92,9 @@ typedef struct fit_store {
 
 /*
  * Initialises the store on loop and starts connecting. lua/lua_len is the
- * Functions library source (borrowed; must outlive the store). Returns 0 or
- * FIT_EINVALID_VALUE (bad address).
+ * Functions library source (borrowed; must outlive the store), loaded on
+ * every (re)connect; NULL for a plain connection that loads nothing (READY
+ * once connected). Returns 0 or FIT_EINVALID_VALUE (bad address).
  */
 int fit_store_init(fit_store *store, uv_loop_t *loop, const fit_store_options *opt, const char *lua,
                    size_t lua_len);

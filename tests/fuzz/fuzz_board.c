@@ -1,4 +1,5 @@
-/* libFuzzer: leaderboard names from clients (fit_board_parse), with the real district and band tables. */
+/* libFuzzer: leaderboard names from clients (fit_board_parse), with the real district and band
+ * tables. */
 #include "fuzz_common.h"
 #include "fit_board.h"
 
