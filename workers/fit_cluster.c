@@ -159,8 +159,8 @@ static void map_apply(fit_cluster *c, const redisReply *r, const char *asked_hos
             continue;
         const redisReply *m = e->element[2];
         char addr[64];
-        const char *host = m->element[0]->str && m->element[0]->str[0] ? m->element[0]->str
-                                                                       : asked_host;
+        const char *host =
+            m->element[0]->str && m->element[0]->str[0] ? m->element[0]->str : asked_host;
         snprintf(addr, sizeof(addr), "%s:%lld", host, m->element[1]->integer);
         int idx = node_get(c, addr);
         long long from = e->element[0]->integer, to = e->element[1]->integer;
@@ -294,7 +294,8 @@ static void reply_cb(redisReply *reply, const char *errstr, void *data)
                 return;
             }
         }
-        if (strncmp(reply->str, "TRYAGAIN", 8) == 0 || strncmp(reply->str, "CLUSTERDOWN", 11) == 0) {
+        if (strncmp(reply->str, "TRYAGAIN", 8) == 0 ||
+            strncmp(reply->str, "CLUSTERDOWN", 11) == 0) {
             c->retries++;
             c->refresh_wanted = 1;
             wait_retry(r, reply->str);
@@ -328,8 +329,7 @@ static void dispatch(fit_cluster_req *r)
             return;
         }
     }
-    if (fit_store_command(&n->store, reply_cb, r, r->argc, (const char **)r->argv, r->argvlen) !=
-        0)
+    if (fit_store_command(&n->store, reply_cb, r, r->argc, (const char **)r->argv, r->argvlen) != 0)
         wait_retry(r, "the slot's primary is not connected");
 }
 

@@ -65,9 +65,9 @@ static struct result call(const char *key, int idempotent, int argc, const char 
 {
     struct result res;
     memset(&res, 0, sizeof(res));
-    assert_int_equal(fit_cluster_command(&cl, key, strlen(key), idempotent, result_cb, &res, argc,
-                                         argv, NULL),
-                     0);
+    assert_int_equal(
+        fit_cluster_command(&cl, key, strlen(key), idempotent, result_cb, &res, argc, argv, NULL),
+        0);
     assert_true(run_until(&res.done, 20000));
     return res;
 }
@@ -157,9 +157,8 @@ static int setup(void **state)
     o.reconnect_max_ms = 500;
     char seeds[256];
     snprintf(seeds, sizeof(seeds), "127.0.0.1:%d,127.0.0.1:%d", ports[0], ports[1]);
-    assert_int_equal(fit_cluster_init(&cl, &loop, seeds, &o, fit_functions_lua,
-                                      fit_functions_lua_len),
-                     0);
+    assert_int_equal(
+        fit_cluster_init(&cl, &loop, seeds, &o, fit_functions_lua, fit_functions_lua_len), 0);
     for (int i = 0; i < 2000 && !fit_cluster_ready(&cl); i++) {
         uv_run(&loop, UV_RUN_NOWAIT);
         usleep(5000);
@@ -341,12 +340,13 @@ static void test_failover(void **state)
     assert_string_equal(r.str, "0-0");
     /* The killed node comes back (as a replica of its old replica) for the next tests. */
     char cmd[1024];
-    snprintf(cmd, sizeof(cmd),
-             "cd %s/%d && redis-server --port %d --bind 127.0.0.1 --dir %s/%d --cluster-enabled yes "
-             "--cluster-config-file nodes.conf --cluster-node-timeout 2000 --appendonly yes "
-             "--save '' --daemonize yes --pidfile %s --logfile %s/%d/redis.log --protected-mode no "
-             "--cluster-require-full-coverage no",
-             cluster_dir, victim, victim, cluster_dir, victim, pidfile, cluster_dir, victim);
+    snprintf(
+        cmd, sizeof(cmd),
+        "cd %s/%d && redis-server --port %d --bind 127.0.0.1 --dir %s/%d --cluster-enabled yes "
+        "--cluster-config-file nodes.conf --cluster-node-timeout 2000 --appendonly yes "
+        "--save '' --daemonize yes --pidfile %s --logfile %s/%d/redis.log --protected-mode no "
+        "--cluster-require-full-coverage no",
+        cluster_dir, victim, victim, cluster_dir, victim, pidfile, cluster_dir, victim);
     assert_int_equal(system(cmd), 0);
 }
 
