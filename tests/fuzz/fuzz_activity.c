@@ -1,11 +1,7 @@
 /* libFuzzer: one session item of activity.upload (fit_activity_parse). */
 #include "fuzz_common.h"
 
-int LLVMFuzzerInitialize(int *argc, char ***argv)
-{
-    fuzz_load_met();
-    return 0;
-}
+FUZZ_INIT_MET_TABLE
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

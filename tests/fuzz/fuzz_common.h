@@ -32,6 +32,14 @@ static inline void fuzz_load_met(void)
     json_decref(doc);
 }
 
+/* Defines LLVMFuzzerInitialize to load the MET table (the item parsers need it). */
+#define FUZZ_INIT_MET_TABLE                                                                        \
+    int LLVMFuzzerInitialize(int *argc, char ***argv)                                              \
+    {                                                                                              \
+        fuzz_load_met();                                                                           \
+        return 0;                                                                                  \
+    }
+
 /* Acceptance rules fixed at 2026-03-05T00:00:00Z, 8 weeks back, 600 s ahead. */
 static inline fit_rules fuzz_rules(void)
 {
