@@ -277,7 +277,7 @@ function checkCsv(text, stats) {
 
 /* The parts of a stats document that do not move by themselves (clock, devices, uploads per minute). */
 function stable(stats) {
-  const { generated_at, today, ...rest } = stats;
+  const { generated_at, today, connected_devices, ...rest } = stats;
   return { ...rest, today: { date: today.date, active_members: today.active_members } };
 }
 
