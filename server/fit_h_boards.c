@@ -208,7 +208,8 @@ void fit_h_leaderboard_unsubscribe(fit_session *s, fit_request *req)
     if (!b)
         return;
     const char *argv[] = {"PING"};
-    if (fit_store_command(&s->srv->store, unsubscribe_after, b, 1, argv, NULL) != 0)
+    if (fit_redis_command(&s->srv->ops.redis, FIT_REDIS_IDEMPOTENT, unsubscribe_after, b, 1, argv,
+                          NULL) != 0)
         unsubscribe_now(b);
 }
 

@@ -1234,7 +1234,8 @@ static void join_event(redisReply *r, const char *errstr, void *data)
         fit_user_key(key, s->srv->ops.shards, j->p->user, "log");
         const char *argv[] = {"FCALL",  "fit_challenge_join", "1", key,
                               j->event, copy ? copy : "{}"};
-        int rc = fit_store_command(&s->srv->store, join_done, j, 6, argv, NULL);
+        int rc = fit_redis_command(&s->srv->ops.redis, FIT_REDIS_IDEMPOTENT | FIT_REDIS_DURABLE,
+                                   join_done, j, 6, argv, NULL);
         free(copy);
         json_decref(def);
         if (rc == 0)

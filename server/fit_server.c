@@ -549,7 +549,7 @@ void fit_server_push_user(fit_server *srv, const char *user, fit_session *from, 
     if (payload) {
         snprintf(payload, len, "%016llx\n%s\n%s", (unsigned long long)srv->origin, user, text);
         const char *argv[] = {"PUBLISH", FIT_DEV_CHANNEL, payload};
-        fit_store_command(&srv->store, publish_done, NULL, 3, argv, NULL);
+        fit_redis_command(&srv->ops.redis, FIT_REDIS_IDEMPOTENT, publish_done, NULL, 3, argv, NULL);
         free(payload);
     }
     free(text);
@@ -738,7 +738,7 @@ int fit_server_start(fit_server *srv, uv_loop_t *loop, fit_config *cfg)
         fprintf(stderr, "fitsyncd: bad Redis address \"%s\"\n", so.address);
         return FIT_EINVALID_VALUE;
     }
-    srv->ops.store = &srv->store;
+    srv->ops.redis.store = &srv->store;
     srv->ops.shards = (unsigned)cfg->shards;
     srv->ops.window_ms = (int64_t)cfg->sync_window_days * 86400000LL;
     srv->ops.who = &cfg->who;

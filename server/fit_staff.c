@@ -207,7 +207,7 @@ static void heartbeat(uv_timer_t *timer)
     snprintf(value, sizeof(value), "%zu|%lld", srv->devices,
              (long long)(fit_now_ms() + 3 * HEARTBEAT_MS));
     const char *argv[] = {"HSET", "fit:{s0}:conns", origin, value};
-    fit_store_command(&srv->store, heartbeat_done, NULL, 4, argv, NULL);
+    fit_redis_command(&srv->ops.redis, FIT_REDIS_IDEMPOTENT, heartbeat_done, NULL, 4, argv, NULL);
 }
 
 void fit_staff_start(fit_server *srv)
@@ -237,5 +237,5 @@ void fit_staff_stop(fit_server *srv)
     char origin[24];
     snprintf(origin, sizeof(origin), "%016llx", (unsigned long long)srv->origin);
     const char *argv[] = {"HDEL", "fit:{s0}:conns", origin};
-    fit_store_command(&srv->store, heartbeat_done, NULL, 3, argv, NULL);
+    fit_redis_command(&srv->ops.redis, FIT_REDIS_IDEMPOTENT, heartbeat_done, NULL, 3, argv, NULL);
 }

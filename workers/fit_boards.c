@@ -91,7 +91,8 @@ static int fan_out(const fit_ops *ops, const char *fn, const char *board, const 
         for (int i = 0; i < nextra; i++)
             argv[4 + i] = extra[i];
         (*pending)++;
-        if (fit_store_command(ops->store, cb, ctx, 4 + nextra, argv, NULL) != 0)
+        if (fit_redis_command(&ops->redis, FIT_REDIS_IDEMPOTENT, cb, ctx, 4 + nextra, argv, NULL) !=
+            0)
             (*pending)--;
         else
             sent++;
@@ -288,7 +289,7 @@ int fit_event_board_top(const fit_ops *ops, const char *board, size_t offset, si
     x->offset = offset;
     x->limit = limit;
     const char *argv[] = {"FCALL_RO", "fit_event_top", "1", key, n, public_only ? "1" : "0"};
-    int rc = fit_store_command(ops->store, event_top_done, x, 6, argv, NULL);
+    int rc = fit_redis_command(&ops->redis, FIT_REDIS_IDEMPOTENT, event_top_done, x, 6, argv, NULL);
     if (rc)
         free(x);
     return rc;
@@ -401,7 +402,7 @@ int fit_board_rank(const fit_ops *ops, const char *board, const char *user, fit_
     char key[FIT_KEY_MAX];
     board_key(key, fit_shard_of(user, ops->shards), board);
     const char *argv[] = {"FCALL_RO", "fit_board_around", "1", key, "", user, "0"};
-    int rc = fit_store_command(ops->store, rank_own, c, 7, argv, NULL);
+    int rc = fit_redis_command(&ops->redis, FIT_REDIS_IDEMPOTENT, rank_own, c, 7, argv, NULL);
     if (rc)
         free(c);
     return rc;

@@ -25,7 +25,9 @@ typedef struct fit_cluster_req {
     fit_store_cb *cb;
     void *data;
     unsigned slot;
-    int idempotent, redirects, ask_node;
+    int idempotent, durable, redirects, ask_node;
+    int node;         /* index + 1 of the node it was last sent to */
+    redisReply *held; /* a durable write's reply, held until WAIT answers (owned) */
     uint64_t deadline_ms;
     char why[96];
     int argc;
@@ -37,6 +39,8 @@ static void dispatch(fit_cluster_req *r);
 
 static void req_free(fit_cluster_req *r)
 {
+    if (r->held)
+        freeReplyObject(r->held);
     for (int i = 0; i < r->argc; i++)
         free(r->argv[i]);
     free(r->argv);
@@ -260,6 +264,58 @@ static int parse_redirect(const char *s, const char *word, unsigned *slot, char 
     return 1;
 }
 
+/* A deep copy of a reply, freed with freeReplyObject (hiredis frees with free()). */
+static redisReply *reply_dup(const redisReply *r)
+{
+    redisReply *d = calloc(1, sizeof(*d));
+    if (!d)
+        return NULL;
+    d->type = r->type;
+    d->integer = r->integer;
+    d->len = r->len;
+    if (r->str) {
+        d->str = malloc(r->len + 1);
+        if (!d->str) {
+            free(d);
+            return NULL;
+        }
+        memcpy(d->str, r->str, r->len + 1);
+    }
+    if (r->elements) {
+        d->element = calloc(r->elements, sizeof(*d->element));
+        if (!d->element) {
+            freeReplyObject(d);
+            return NULL;
+        }
+        for (size_t i = 0; i < r->elements; i++) {
+            d->element[i] = reply_dup(r->element[i]);
+            d->elements = i + 1;
+            if (!d->element[i]) {
+                freeReplyObject(d);
+                return NULL;
+            }
+        }
+    }
+    return d;
+}
+
+/* WAIT's answer for a durable write: the held reply if enough replicas confirmed. */
+static void wait_cb(redisReply *reply, const char *errstr, void *data)
+{
+    fit_cluster_req *r = data;
+    fit_cluster *c = r->c;
+    if (reply && reply->type == REDIS_REPLY_INTEGER && reply->integer >= c->wait_replicas) {
+        finish(r, r->held, NULL);
+        return;
+    }
+    c->waits_short++;
+    char err[128];
+    snprintf(err, sizeof(err), "replicas did not confirm the write in %u ms (%lld of %d)",
+             c->wait_timeout_ms, reply && reply->type == REDIS_REPLY_INTEGER ? reply->integer : 0,
+             c->wait_replicas);
+    finish(r, NULL, reply ? err : errstr);
+}
+
 static void reply_cb(redisReply *reply, const char *errstr, void *data)
 {
     fit_cluster_req *r = data;
@@ -302,6 +358,18 @@ static void reply_cb(redisReply *reply, const char *errstr, void *data)
             return;
         }
     }
+    fit_cluster_node *n = r->node ? c->nodes[r->node - 1] : NULL;
+    if (r->durable && reply->type != REDIS_REPLY_ERROR && n && !c->closing) {
+        char nrep[16], ms[16];
+        snprintf(nrep, sizeof(nrep), "%d", c->wait_replicas);
+        snprintf(ms, sizeof(ms), "%u", c->wait_timeout_ms);
+        const char *wait[] = {"WAIT", nrep, ms};
+        r->held = reply_dup(reply);
+        if (r->held && fit_store_command(&n->store, wait_cb, r, 3, wait, NULL) == 0)
+            return;
+        finish(r, NULL, "cannot confirm the write with the replicas");
+        return;
+    }
     finish(r, reply, NULL);
 }
 
@@ -329,13 +397,13 @@ static void dispatch(fit_cluster_req *r)
             return;
         }
     }
+    r->node = idx;
     if (fit_store_command(&n->store, reply_cb, r, r->argc, (const char **)r->argv, r->argvlen) != 0)
         wait_retry(r, "the slot's primary is not connected");
 }
 
-int fit_cluster_command(fit_cluster *c, const char *key, size_t keylen, int idempotent,
-                        fit_store_cb *cb, void *data, int argc, const char **argv,
-                        const size_t *argvlen)
+int fit_cluster_command(fit_cluster *c, const char *key, size_t keylen, int flags, fit_store_cb *cb,
+                        void *data, int argc, const char **argv, const size_t *argvlen)
 {
     if (c->closing)
         return FIT_EUNAVAILABLE;
@@ -363,7 +431,8 @@ int fit_cluster_command(fit_cluster *c, const char *key, size_t keylen, int idem
     r->c = c;
     r->cb = cb;
     r->data = data;
-    r->idempotent = idempotent;
+    r->idempotent = flags & FIT_CLUSTER_IDEMPOTENT;
+    r->durable = (flags & FIT_CLUSTER_DURABLE) && c->wait_replicas > 0;
     r->slot = fit_key_slot(key, keylen);
     r->deadline_ms = uv_now(c->loop) + c->opt.command_timeout_ms;
     dispatch(r);
@@ -383,6 +452,7 @@ int fit_cluster_init(fit_cluster *c, uv_loop_t *loop, const char *seeds,
     c->opt.subscribe = NULL;
     c->lua = lua;
     c->lua_len = lua_len;
+    c->wait_timeout_ms = 1000;
     char list[1024];
     snprintf(list, sizeof(list), "%s", seeds);
     for (char *save = NULL, *s = strtok_r(list, ", ", &save); s; s = strtok_r(NULL, ", ", &save)) {

@@ -24,6 +24,12 @@
  *  - The connection fails with the command in flight: Redis may or may not
  *    have executed it. Only a command sent as idempotent (fitsync's uploads
  *    are, by client_id; reads are) is sent again; any other gets the error.
+ *  - Durability at failover: replication is asynchronous, so a primary lost
+ *    right after a write can lose it. A command sent as durable is answered
+ *    only after WAIT wait_replicas wait_timeout_ms, on the same connection,
+ *    confirms that many replicas have every write before it; fewer in time
+ *    answers the error "replicas did not confirm" (the write may still be
+ *    there: a client resends, and idempotency makes that safe).
  * At most FIT_CLUSTER_MAX_REDIRECTS redirections per command (then an error).
  */
 #ifndef FIT_CLUSTER_H
@@ -31,6 +37,10 @@
 
 #include "fit_slot.h"
 #include "fit_store.h"
+
+/* Flags of fit_cluster_command (fit_redis.h names them FIT_REDIS_*). */
+#define FIT_CLUSTER_IDEMPOTENT 1
+#define FIT_CLUSTER_DURABLE 2
 
 #define FIT_CLUSTER_MAX_NODES 64
 #define FIT_CLUSTER_MAX_REDIRECTS 5
@@ -56,9 +66,12 @@ typedef struct fit_cluster {
     struct fit_cluster_req *waiting;            /* commands to try again, oldest first */
     int refresh_wanted, refresh_inflight;
     uint64_t last_refresh_ms;
-    uint64_t maps;      /* slot maps applied */
-    uint64_t redirects; /* MOVED and ASK followed */
-    uint64_t retries;   /* commands sent again (TRYAGAIN, CLUSTERDOWN, lost connections) */
+    uint64_t maps;        /* slot maps applied */
+    uint64_t redirects;   /* MOVED and ASK followed */
+    uint64_t retries;     /* commands sent again (TRYAGAIN, CLUSTERDOWN, lost connections) */
+    uint64_t waits_short; /* durable writes that fewer than wait_replicas replicas confirmed */
+    int wait_replicas;    /* replicas a durable write waits for (0 = none); set after init */
+    uint32_t wait_timeout_ms;
     int closing, handles;
     void (*on_closed)(struct fit_cluster *c);
 } fit_cluster;
@@ -75,16 +88,16 @@ int fit_cluster_init(fit_cluster *c, uv_loop_t *loop, const char *seeds,
 
 /*
  * Sends a command whose key (len bytes; decides the slot) is key, given as
- * argv (binary-safe, copied: the caller's arrays may go at once).
- * idempotent: 1 if sending it twice is harmless (then it is resent after a
- * lost connection). cb runs exactly once, from the loop, with Redis's reply
+ * argv (binary-safe, copied: the caller's arrays may go at once). flags:
+ * FIT_REDIS_IDEMPOTENT (fit_redis.h: sending it twice is harmless, so it is
+ * resent after a lost connection), FIT_REDIS_DURABLE (confirmed by WAIT
+ * before cb, see above). cb runs exactly once, from the loop, with Redis's reply
  * (an error reply other than a redirection is passed as reply) or with
  * errstr. Returns 0, or FIT_EUNAVAILABLE (closing) / FIT_ENOMEM and cb is
  * never called.
  */
-int fit_cluster_command(fit_cluster *c, const char *key, size_t keylen, int idempotent,
-                        fit_store_cb *cb, void *data, int argc, const char **argv,
-                        const size_t *argvlen);
+int fit_cluster_command(fit_cluster *c, const char *key, size_t keylen, int flags, fit_store_cb *cb,
+                        void *data, int argc, const char **argv, const size_t *argvlen);
 
 /* 1 when every slot has a primary whose connection is ready (Functions loaded). */
 int fit_cluster_ready(const fit_cluster *c);

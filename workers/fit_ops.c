@@ -119,7 +119,13 @@ static void args_start(args_t *a, const fit_ops *ops, const char *fn, int read_o
 /* Sends the call; ctx is freed here if it cannot be sent. */
 static int send_call(const fit_ops *ops, args_t *a, fit_store_cb *done, void *ctx)
 {
-    int rc = fit_store_command(ops->store, done, ctx, a->n, a->v, NULL);
+    /*
+     * Every member Function is idempotent (uploads by client_id, edits and
+     * deletes by rev, summaries by recorded_at, the rest absolute), so a call
+     * lost with its connection is sent again; writes wait for the replicas.
+     */
+    int flags = FIT_REDIS_IDEMPOTENT | (strcmp(a->v[0], "FCALL") == 0 ? FIT_REDIS_DURABLE : 0);
+    int rc = fit_redis_command(&ops->redis, flags, done, ctx, a->n, a->v, NULL);
     args_free(a);
     if (rc)
         free(ctx);
@@ -528,7 +534,8 @@ int fit_ops_weeks_get(const fit_ops *ops, const char *user, const char *const *w
         snprintf(c->weeks[i], FIT_WEEK_LEN, "%s", weeks[i]);
         arg(&args, c->weeks[i]);
     }
-    int rc = fit_store_command(ops->store, weeks_done, c, args.n, args.v, NULL);
+    int rc =
+        fit_redis_command(&ops->redis, FIT_REDIS_IDEMPOTENT, weeks_done, c, args.n, args.v, NULL);
     args_free(&args);
     if (rc) {
         free(c->weeks);
@@ -726,7 +733,11 @@ int fit_ops_event_call(const fit_ops *ops, const char *fn, int read_only, const 
     v[3] = key;
     for (int i = 0; i < argc; i++)
         v[4 + i] = argv[i];
-    int rc = fit_store_command(ops->store, cb, data, 4 + argc, v, NULL);
+    /* Reads and lap records (by client_id) may be resent; other event writes are audited once. */
+    int flags = read_only                           ? FIT_REDIS_IDEMPOTENT
+                : strcmp(fn, "fit_lap_record") == 0 ? FIT_REDIS_IDEMPOTENT | FIT_REDIS_DURABLE
+                                                    : FIT_REDIS_DURABLE;
+    int rc = fit_redis_command(&ops->redis, flags, cb, data, 4 + argc, v, NULL);
     free(v);
     return rc;
 }

@@ -17,7 +17,7 @@
 #define FIT_OPS_H
 
 #include "fit_activity.h"
-#include "fit_store.h"
+#include "fit_redis.h"
 #include "fit_who.h"
 
 #include <jansson.h>
@@ -27,7 +27,7 @@
 
 /* Shared settings of every call; owned by the server. */
 typedef struct {
-    fit_store *store;
+    fit_redis redis; /* one Redis or a Redis Cluster (fit_redis.h) */
     unsigned shards;
     int64_t window_ms; /* how long the change log keeps entries (config sync.window_days) */
     const fit_who_targets *who;

@@ -265,8 +265,8 @@ int fit_stats_read(const fit_stats_params *prm, const char *week, int64_t now_ms
         for (int i = 0; i < FIT_STATS_TREND_WEEKS; i++)
             argv[6 + i] = c->weeks[i];
         c->pending++;
-        if (fit_store_command(prm->ops->store, part, c, 6 + FIT_STATS_TREND_WEEKS, argv, NULL) !=
-            0) {
+        if (fit_redis_command(&prm->ops->redis, FIT_REDIS_IDEMPOTENT, part, c,
+                              6 + FIT_STATS_TREND_WEEKS, argv, NULL) != 0) {
             c->pending--;
             c->err = FIT_EUNAVAILABLE;
         } else {

@@ -307,6 +307,32 @@ static void test_moved_and_ask(void **state)
     assert_string_equal(r.str, "before");
 }
 
+static void test_durable_write_waits_for_a_replica(void **state)
+{
+    cl.wait_replicas = 1;
+    cl.wait_timeout_ms = 2000;
+    const char *set[] = {"SET", "durable:1", "x"};
+    struct result res;
+    memset(&res, 0, sizeof(res));
+    assert_int_equal(fit_cluster_command(&cl, "durable:1", 9,
+                                         FIT_CLUSTER_IDEMPOTENT | FIT_CLUSTER_DURABLE, result_cb,
+                                         &res, 3, set, NULL),
+                     0);
+    assert_true(run_until(&res.done, 10000));
+    assert_string_equal(res.err, "");
+    assert_string_equal(res.str, "OK"); /* the write's own reply, held until WAIT answered */
+    /* More replicas than exist: the write is there, but the ack says it is not confirmed. */
+    cl.wait_replicas = 2;
+    cl.wait_timeout_ms = 200;
+    memset(&res, 0, sizeof(res));
+    assert_int_equal(fit_cluster_command(&cl, "durable:1", 9, FIT_CLUSTER_DURABLE, result_cb, &res,
+                                         3, set, NULL),
+                     0);
+    assert_true(run_until(&res.done, 10000));
+    assert_non_null(strstr(res.err, "replicas did not confirm"));
+    assert_int_equal(cl.waits_short, 1);
+}
+
 static void test_failover(void **state)
 {
     /* Kill the primary of a key's slot; its replica takes over; the client finds it. */
@@ -361,6 +387,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_routes_by_slot, setup, teardown),
         cmocka_unit_test_setup_teardown(test_functions_on_every_primary, setup, teardown),
         cmocka_unit_test_setup_teardown(test_moved_and_ask, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_durable_write_waits_for_a_replica, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failover, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

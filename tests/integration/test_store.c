@@ -119,7 +119,7 @@ static int setup(void **state)
     j = load_config("met.json");
     assert_int_equal(fit_met_table_load(&met, j, err, sizeof(err)), 0);
     json_decref(j);
-    ops.store = &store;
+    ops.redis.store = &store;
     ops.shards = 1;
     ops.window_ms = 56LL * 86400000;
     ops.who = &who;
