@@ -20,8 +20,7 @@ int fit_redis_command(const fit_redis *r, int flags, fit_store_cb *cb, void *dat
     if (k >= argc)
         k = 0;
     size_t keylen = argvlen ? argvlen[k] : strlen(argv[k]);
-    return fit_cluster_command(r->cluster, argv[k], keylen, flags, cb, data, argc, argv,
-                               argvlen);
+    return fit_cluster_command(r->cluster, argv[k], keylen, flags, cb, data, argc, argv, argvlen);
 }
 
 int fit_redis_ready(const fit_redis *r)

@@ -17,7 +17,7 @@
 
 /* Flags of fit_redis_command. */
 #define FIT_REDIS_IDEMPOTENT FIT_CLUSTER_IDEMPOTENT /* harmless twice: resent after a lost link */
-#define FIT_REDIS_DURABLE FIT_CLUSTER_DURABLE /* acked once wait_replicas replicas have it */
+#define FIT_REDIS_DURABLE FIT_CLUSTER_DURABLE       /* acked once wait_replicas replicas have it */
 
 typedef struct {
     fit_store *store;     /* one Redis, or NULL */

@@ -290,7 +290,7 @@ static int peer_is_expected(fit_store *s)
         return 1;
     snprintf(s->last_error, sizeof(s->last_error),
              "refusing Redis at %.60s: served by pid %ld, not by our redis-server (pid %ld)",
-             s->opt.address, (long)cred.pid, (long)want);
+             s->connected_to, (long)cred.pid, (long)want);
     fprintf(stderr, "fitsync: %s\n", s->last_error);
     return 0;
 }
@@ -300,7 +300,7 @@ static void connect_cb(const redisAsyncContext *ac, int status)
     fit_store *s = ac->data;
     if (status != REDIS_OK) {
         /* hiredis frees the context after this callback returns. */
-        snprintf(s->last_error, sizeof(s->last_error), "connect to %s: %.80s", s->opt.address,
+        snprintf(s->last_error, sizeof(s->last_error), "connect to %s: %.80s", s->connected_to,
                  ac->errstr);
         s->ac = NULL;
         if (s->state != FIT_STORE_CLOSED)
@@ -361,9 +361,25 @@ static void drop(fit_store *s, const char *reason)
     }
 }
 
+/* The address to try now: the whole option, or the next entry of a comma-separated list. */
+static const char *pick_address(fit_store *s)
+{
+    const char *list = s->opt.address;
+    unsigned n = 1;
+    for (const char *p = list; *p; p++)
+        n += *p == ',';
+    unsigned want = s->next_address++ % n;
+    const char *start = list;
+    for (unsigned i = 0; i < want; i++)
+        start = strchr(start, ',') + 1;
+    size_t len = strcspn(start, ",");
+    snprintf(s->connected_to, sizeof(s->connected_to), "%.*s", (int)len, start);
+    return s->connected_to;
+}
+
 static void start_connect(fit_store *s)
 {
-    const char *a = s->opt.address;
+    const char *a = pick_address(s);
     redisAsyncContext *ac;
     s->last_error[0] = '\0';
     if (a[0] == '/' || a[0] == '.') {

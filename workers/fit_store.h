@@ -46,7 +46,13 @@ typedef struct fit_store_req fit_store_req;
 struct fit_store;
 
 typedef struct {
-    char address[256];     /* "redis://host:port", "host:port" or a Unix socket path */
+    /*
+     * "redis://host:port", "host:port" or a Unix socket path; or several
+     * "host:port" separated by commas, tried in turn, one per (re)connect
+     * attempt (a Redis Cluster's nodes for the pub/sub connection: a cluster
+     * delivers every PUBLISH to subscribers on any node).
+     */
+    char address[256];
     const char *subscribe; /* pub/sub mode: channels, space-separated (static string), else NULL */
     /* pub/sub mode: one published message (channel and payload borrowed for the call). */
     void (*on_message)(struct fit_store *store, const char *channel, const char *payload,
@@ -81,7 +87,9 @@ typedef struct fit_store {
     const char *lua;
     size_t lua_len;
     char last_error[128];
-    uint64_t reconnects; /* connections lost since start */
+    uint64_t reconnects;    /* connections lost since start */
+    unsigned next_address;  /* with a list of addresses: the one to try next */
+    char connected_to[256]; /* the address of the current (or last) connection */
     /* Command latency (send to reply), for /metrics: counts per bucket, and the sum. */
     uint64_t lat_buckets[12];
     uint64_t lat_count;

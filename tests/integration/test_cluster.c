@@ -307,6 +307,49 @@ static void test_moved_and_ask(void **state)
     assert_string_equal(r.str, "before");
 }
 
+/*
+ * The pub/sub connection fitsyncd keeps in a cluster: a list of nodes tried in
+ * turn (the first is a dead address), and a PUBLISH sent through any node
+ * reaches it (Redis Cluster delivers classic pub/sub cluster-wide).
+ */
+static int got_message;
+static char got_payload[64];
+static void on_message(fit_store *s, const char *channel, const char *payload, size_t len,
+                       void *data)
+{
+    got_message = 1;
+    snprintf(got_payload, sizeof(got_payload), "%.*s", (int)len, payload);
+}
+
+static void test_pubsub_over_a_node_list(void **state)
+{
+    fit_store sub;
+    fit_store_options o;
+    memset(&o, 0, sizeof(o));
+    /* 127.0.0.1:1 refuses at once; the store moves on to a live node. */
+    snprintf(o.address, sizeof(o.address), "127.0.0.1:1,127.0.0.1:%d,127.0.0.1:%d", ports[2],
+             ports[3]);
+    o.subscribe = "fit:test";
+    o.on_message = on_message;
+    o.reconnect_max_ms = 200;
+    assert_int_equal(fit_store_init(&sub, &loop, &o, NULL, 0), 0);
+    for (int i = 0; i < 600 && !fit_store_ready(&sub); i++) {
+        uv_run(&loop, UV_RUN_NOWAIT);
+        usleep(5000);
+    }
+    assert_true(fit_store_ready(&sub));
+    assert_string_not_equal(sub.connected_to, "127.0.0.1:1");
+    got_message = 0;
+    /* Published on whichever primary owns the channel name's slot: not necessarily sub's node. */
+    const char *pub[] = {"PUBLISH", "fit:test", "hello-cluster"};
+    struct result r = call("fit:test", 1, 3, pub);
+    assert_string_equal(r.err, "");
+    assert_true(run_until(&got_message, 5000));
+    assert_string_equal(got_payload, "hello-cluster");
+    closed = 0;
+    fit_store_close(&sub, NULL);
+}
+
 static void test_durable_write_waits_for_a_replica(void **state)
 {
     cl.wait_replicas = 1;
@@ -387,6 +430,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_routes_by_slot, setup, teardown),
         cmocka_unit_test_setup_teardown(test_functions_on_every_primary, setup, teardown),
         cmocka_unit_test_setup_teardown(test_moved_and_ask, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pubsub_over_a_node_list, setup, teardown),
         cmocka_unit_test_setup_teardown(test_durable_write_waits_for_a_replica, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failover, setup, teardown),
     };
