@@ -150,7 +150,7 @@ export function tokenClaims(token) {
 export async function startServer(opts = {}) {
   const port = opts.port || (await freePort());
   const dataDir = opts.dataDir || tempDir();
-  const env = { ...process.env, ...(opts.env || {}) };
+  const env = { ...clusterEnv(), ...process.env, ...(opts.env || {}) };
   let secret = opts.secret === undefined ? crypto.randomBytes(24).toString('hex') : opts.secret;
   if (secret) env.FITSYNC_TOKEN_SECRET = secret;
   else delete env.FITSYNC_TOKEN_SECRET; // fitsyncd creates DIR/token.secret
@@ -166,6 +166,39 @@ export async function startServer(opts = {}) {
     throw new Error(`${e.message}\nfitsyncd output:\n${server.output()}`);
   }
   return server;
+}
+
+/*
+ * Redis Cluster mode (CTest label "cluster"): FITSYNC_E2E_CLUSTER_DIR names a
+ * cluster started by tools/redis-cluster.sh. Every server of the test process
+ * then runs against it (FITSYNC_REDIS_CLUSTER = its nodes, 16 logical shards
+ * so that members spread over every primary), and the first server of the
+ * process starts from an empty cluster (FLUSHALL on each primary; the test
+ * files of this label hold the cluster one at a time).
+ */
+export const CLUSTER_DIR = process.env.FITSYNC_E2E_CLUSTER_DIR || '';
+export const clusterPorts = () =>
+  CLUSTER_DIR ? fs.readFileSync(path.join(CLUSTER_DIR, 'ports'), 'utf8').split(/\s+/).filter(Boolean).map(Number) : [];
+let clusterFlushed = false;
+
+/* The primaries' ports now (they change with failovers). */
+export function clusterPrimaries() {
+  return clusterPorts().filter((p) => {
+    try {
+      return /^role:master/m.test(execFileSync('redis-cli', ['-p', String(p), 'info', 'replication'], { encoding: 'utf8', timeout: 5000 }));
+    } catch {
+      return false;
+    }
+  });
+}
+
+function clusterEnv() {
+  if (!CLUSTER_DIR) return {};
+  if (!clusterFlushed) {
+    for (const p of clusterPrimaries()) execFileSync('redis-cli', ['-p', String(p), 'flushall'], { timeout: 10000 });
+    clusterFlushed = true;
+  }
+  return { FITSYNC_REDIS_CLUSTER: clusterPorts().map((p) => `127.0.0.1:${p}`).join(','), FITSYNC_SHARDS: '16' };
 }
 
 /* Servers not yet stopped: killed (synchronously) if the test process exits without stopping them. */
@@ -286,15 +319,21 @@ export class Server {
     return path.join(this.dataDir, 'redis.sock');
   }
 
-  /* Runs redis-cli against the embedded Redis with args; returns its stdout (trimmed). */
+  /* Runs redis-cli against the server's Redis with args (in a cluster: -c, following MOVED); stdout trimmed. */
   redisCli(args, timeout = 10000) {
-    return execFileSync('redis-cli', ['-s', this.redisSocket, ...args], { encoding: 'utf8', timeout }).trim();
+    const where = CLUSTER_DIR ? ['-c', '-p', String(clusterPrimaries()[0])] : ['-s', this.redisSocket];
+    return execFileSync('redis-cli', [...where, ...args], { encoding: 'utf8', timeout }).trim();
   }
 
-  /* Every key of the embedded Redis matching a glob pattern (SCAN, not KEYS), sorted. */
+  /* Every key of the server's Redis (in a cluster: of every primary) matching a glob (SCAN), sorted. */
   redisKeys(pattern = '*') {
-    const out = this.redisCli(['--scan', '--pattern', pattern]);
-    return out ? [...new Set(out.split('\n'))].sort() : [];
+    const where = CLUSTER_DIR ? clusterPrimaries().map((p) => ['-p', String(p)]) : [['-s', this.redisSocket]];
+    const keys = new Set();
+    for (const w of where) {
+      const out = execFileSync('redis-cli', [...w, '--scan', '--pattern', pattern], { encoding: 'utf8', timeout: 10000 }).trim();
+      if (out) for (const k of out.split('\n')) keys.add(k);
+    }
+    return [...keys].sort();
   }
 
   /* Hard cleanup: SIGKILL the server and its redis child. Safe to call twice. */
