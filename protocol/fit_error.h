@@ -41,7 +41,8 @@
       "cursor is older than the change log window; call sync.snapshot")                            \
     X(RATE_LIMITED, "rate_limited", 1, "too many messages; retry after retry_after_ms")            \
     X(TOO_MANY_SUBSCRIPTIONS, "too_many_subscriptions", 0,                                         \
-      "this connection holds the most leaderboard subscriptions allowed")
+      "this connection holds the most leaderboard subscriptions allowed")                          \
+    X(METHOD_NOT_ALLOWED, "method_not_allowed", 0, "HTTP method not allowed on this path")
 
 typedef enum {
     FIT_OK = 0,
