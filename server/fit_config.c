@@ -454,6 +454,7 @@ int fit_config_load(fit_config *cfg, int argc, char **argv, char *err, size_t er
     json_decref(bands);
     if (rc == 0 && check_only) {
         fit_config_print(cfg, stdout);
+        fit_config_free(cfg); /* the caller exits without it: nothing is left to free */
         return 1;
     }
     return rc;

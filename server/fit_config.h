@@ -77,7 +77,7 @@ typedef struct {
  * then the WHO targets and MET table it names. Returns 0; 1 if --help or
  * --check-config printed what was asked (exit 0); or a negative FIT_E*
  * code with a message naming the key (or variable) in err. Free with
- * fit_config_free.
+ * fit_config_free, except after 1 (nothing is held then).
  */
 int fit_config_load(fit_config *cfg, int argc, char **argv, char *err, size_t errlen);
 

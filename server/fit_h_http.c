@@ -21,11 +21,10 @@ static int handle_healthz(fit_http_request *req)
 {
     fit_server *srv = req->data;
     int up = fit_store_ready(&srv->store);
-    return fit_http_reply_json(req->conn, req->wsi,
-                               up ? HTTP_STATUS_OK : HTTP_STATUS_SERVICE_UNAVAILABLE,
-                               json_pack("{s:s, s:s, s:s, s:s}", "status", up ? "ok" : "degraded",
-                                         "redis", up ? "up" : "down", "version", FITSYNC_VERSION,
-                                         "protocol", FIT_SUBPROTOCOL));
+    return fit_http_reply_json(
+        req->conn, req->wsi, up ? HTTP_STATUS_OK : HTTP_STATUS_SERVICE_UNAVAILABLE,
+        json_pack("{s:s, s:s, s:s, s:s}", "status", up ? "ok" : "degraded", "redis",
+                  up ? "up" : "down", "version", FITSYNC_VERSION, "protocol", FIT_SUBPROTOCOL));
 }
 
 /* ---- GET /metrics (Prometheus text format 0.0.4) ---- */
@@ -264,9 +263,8 @@ static int stats_common(fit_http_request *req, int csv)
     const char *v = lws_get_urlarg_by_name(req->wsi, "week=", arg, sizeof(arg));
     if (v) {
         if (fit_iso_week_parse(v, &y, &w) != 0)
-            return fit_http_error(req->conn, req->wsi, HTTP_STATUS_BAD_REQUEST,
-                                  FIT_EINVALID_VALUE, "week",
-                                  "week must be an ISO week like 2026-W10");
+            return fit_http_error(req->conn, req->wsi, HTTP_STATUS_BAD_REQUEST, FIT_EINVALID_VALUE,
+                                  "week", "week must be an ISO week like 2026-W10");
         snprintf(week, sizeof(week), "%s", v);
     } else {
         fit_ops_current_week(&srv->ops, fit_now_ms(), week);

@@ -33,7 +33,7 @@ static const struct {
     fit_http_method m;
     const char *name;
 } method_names[] = {
-    {FIT_HTTP_GET, "GET"},         {FIT_HTTP_HEAD, "HEAD"},   {FIT_HTTP_POST, "POST"},
+    {FIT_HTTP_GET, "GET"},         {FIT_HTTP_HEAD, "HEAD"},     {FIT_HTTP_POST, "POST"},
     {FIT_HTTP_PUT, "PUT"},         {FIT_HTTP_DELETE, "DELETE"}, {FIT_HTTP_PATCH, "PATCH"},
     {FIT_HTTP_OPTIONS, "OPTIONS"}, {FIT_HTTP_OTHER, "OTHER"},
 };
@@ -53,9 +53,9 @@ static fit_http_method method_of(struct lws *wsi)
         enum lws_token_indexes tok;
         fit_http_method m;
     } map[] = {
-        {WSI_TOKEN_HEAD_URI, FIT_HTTP_HEAD},     {WSI_TOKEN_GET_URI, FIT_HTTP_GET},
-        {WSI_TOKEN_POST_URI, FIT_HTTP_POST},     {WSI_TOKEN_PUT_URI, FIT_HTTP_PUT},
-        {WSI_TOKEN_DELETE_URI, FIT_HTTP_DELETE}, {WSI_TOKEN_PATCH_URI, FIT_HTTP_PATCH},
+        {WSI_TOKEN_HEAD_URI, FIT_HTTP_HEAD},       {WSI_TOKEN_GET_URI, FIT_HTTP_GET},
+        {WSI_TOKEN_POST_URI, FIT_HTTP_POST},       {WSI_TOKEN_PUT_URI, FIT_HTTP_PUT},
+        {WSI_TOKEN_DELETE_URI, FIT_HTTP_DELETE},   {WSI_TOKEN_PATCH_URI, FIT_HTTP_PATCH},
         {WSI_TOKEN_OPTIONS_URI, FIT_HTTP_OPTIONS},
     };
     for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
@@ -124,8 +124,8 @@ int fit_http_reply_json(fit_http_conn *c, struct lws *wsi, unsigned status, json
     return fit_http_respond(c, wsi, status, "application/json", text, text ? strlen(text) : 0);
 }
 
-int fit_http_error(fit_http_conn *c, struct lws *wsi, unsigned status, int code,
-                   const char *field, const char *msg)
+int fit_http_error(fit_http_conn *c, struct lws *wsi, unsigned status, int code, const char *field,
+                   const char *msg)
 {
     json_t *doc = json_pack("{s:s, s:s}", "error", fit_err_name(code), "message", msg);
     if (doc && field)
@@ -307,8 +307,8 @@ static int dispatch(fit_http_conn *c, struct lws *wsi)
         allow_list(allowed, c->allow, sizeof(c->allow));
         snprintf(msg, sizeof(msg), "%s is not allowed here; allowed: %s",
                  fit_http_method_name(c->method), c->allow);
-        return fit_http_error(c, wsi, HTTP_STATUS_METHOD_NOT_ALLOWED, FIT_EMETHOD_NOT_ALLOWED,
-                              NULL, msg);
+        return fit_http_error(c, wsi, HTTP_STATUS_METHOD_NOT_ALLOWED, FIT_EMETHOD_NOT_ALLOWED, NULL,
+                              msg);
     }
     if (c->body_ended) {
         /*
@@ -319,8 +319,8 @@ static int dispatch(fit_http_conn *c, struct lws *wsi)
         char msg[96];
         snprintf(msg, sizeof(msg), "%s %s takes no request body", fit_http_method_name(c->method),
                  r->path);
-        return fit_http_error(c, wsi, HTTP_STATUS_BAD_REQUEST, FIT_EINVALID_VALUE,
-                              "Content-Length", msg);
+        return fit_http_error(c, wsi, HTTP_STATUS_BAD_REQUEST, FIT_EINVALID_VALUE, "Content-Length",
+                              msg);
     }
     fit_token_claims claims;
     if (r->roles) {
@@ -399,8 +399,19 @@ int fit_http_body(fit_http_conn *c, struct lws *wsi, size_t len)
 {
     (void)wsi;
     c->body_seen += len; /* no route takes a body yet: read and discarded */
-    /* A 413 whose answer is out: close once the refused body has been drained. */
-    return c->draining && !c->responding && c->body_seen >= c->body_len ? -1 : 0;
+    if (!c->draining)
+        return 0;
+    /*
+     * A 413: close once its answer is out and the refused body has been
+     * drained, or FIT_HTTP_LINGER_S after the answer whatever still comes
+     * (lws renews its own timeout with every piece, so a trickle would last).
+     */
+    if (c->responding)
+        return 0;
+    if (c->body_seen >= c->body_len ||
+        uv_hrtime() - c->answered_ns > (uint64_t)FIT_HTTP_LINGER_S * 1000000000u)
+        return -1;
+    return 0;
 }
 
 /*
@@ -446,9 +457,12 @@ static int finish(fit_http_conn *c, struct lws *wsi)
         /*
          * 413: closing now, with the client still sending, would reset the
          * connection and could destroy the answer before the client reads
-         * it. So what still comes is read and dropped, for at most
-         * FIT_HTTP_LINGER_S seconds, and the connection closed after it.
+         * it. So what still comes of the refused body is read and dropped,
+         * and the connection closed when it has all come, or
+         * FIT_HTTP_LINGER_S seconds from now (fit_http_body; a client that
+         * stops sending meets lws's content timeout, set to the same).
          */
+        c->answered_ns = uv_hrtime();
         lws_set_timeout(wsi, PENDING_TIMEOUT_HTTP_CONTENT, FIT_HTTP_LINGER_S);
         return c->body_seen >= c->body_len ? -1 : 0;
     }
@@ -457,11 +471,10 @@ static int finish(fit_http_conn *c, struct lws *wsi)
     return lws_http_transaction_completed(wsi) ? -1 : 0;
 }
 
-static int add_header(struct lws *wsi, enum lws_token_indexes tok, const char *v,
-                      unsigned char **p, unsigned char *end)
+static int add_header(struct lws *wsi, enum lws_token_indexes tok, const char *v, unsigned char **p,
+                      unsigned char *end)
 {
-    return lws_add_http_header_by_token(wsi, tok, (const unsigned char *)v, (int)strlen(v), p,
-                                        end);
+    return lws_add_http_header_by_token(wsi, tok, (const unsigned char *)v, (int)strlen(v), p, end);
 }
 
 /* Writes the whole answer (headers and body, one lws_write), then ends it. */

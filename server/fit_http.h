@@ -12,7 +12,7 @@
  *     with a body) is 400, other methods 405 or 404 as below; a
  *     Content-Length over http.max_body_bytes is answered 413 at once and
  *     the connection closed after the answer (what the client still sends
- *     meanwhile is read and dropped, for at most FIT_HTTP_LINGER_S seconds);
+ *     of that body is read and dropped first; see FIT_HTTP_LINGER_S);
  *   - a malformed Content-Length is 400, a body without one (chunked) is
  *     411; both close the connection, since its framing is unknown;
  *   - no route for the path: 404; a route, but not for this method: 405
@@ -62,7 +62,7 @@ typedef enum {
 /* BODY_COMPLETION calls for one body after which the answer is forced out (fit_http.c). */
 #define FIT_HTTP_BODY_REPEATS 64
 
-/* Seconds a refused (413) body is still read and dropped after the answer, before closing. */
+/* After a 413: seconds the rest of the refused body is still read before the connection closes. */
 #define FIT_HTTP_LINGER_S 10
 
 /* Longest path segment a "*" of a route matches (an event id is at most 64). */
@@ -100,10 +100,10 @@ struct fit_http_request {
     fit_http_conn *conn;
     void *data; /* fit_http_table.data */
     fit_http_method method;
-    const char *path;                  /* without the query string */
-    const char *rest;                  /* prefix routes: what follows the prefix */
-    char param[FIT_HTTP_PARAM_MAX];    /* what the route's "*" matched, "" for none */
-    const fit_token_claims *claims;    /* routes with roles: the verified token, else NULL */
+    const char *path;               /* without the query string */
+    const char *rest;               /* prefix routes: what follows the prefix */
+    char param[FIT_HTTP_PARAM_MAX]; /* what the route's "*" matched, "" for none */
+    const fit_token_claims *claims; /* routes with roles: the verified token, else NULL */
     const fit_http_route *route;
 };
 
@@ -130,9 +130,10 @@ struct fit_http_conn {
     char allow[80];     /* Allow header, "" for none */
     char location[128]; /* Location header (redirects), "" for none */
     int responding, close_after, serving_file;
-    int body_ended;   /* the body has been read (see fit_http_body_done) */
-    int body_repeats; /* lws's further BODY_COMPLETION calls for it */
-    int draining; /* 413 answered: the refused body is read and dropped, then we close */
+    int body_ended;       /* the body has been read (see fit_http_body_done) */
+    int body_repeats;     /* lws's further BODY_COMPLETION calls for it */
+    int draining;         /* 413 answered: the refused body is read and dropped, then we close */
+    uint64_t answered_ns; /* uv_hrtime() when the 413 went out */
     fit_http_pending *pending;
 };
 
@@ -163,8 +164,8 @@ int fit_http_respond(fit_http_conn *c, struct lws *wsi, unsigned status, const c
 /* Answers status with a JSON document (reference stolen). */
 int fit_http_reply_json(fit_http_conn *c, struct lws *wsi, unsigned status, json_t *doc);
 /* Answers {"error": fit_err_name(code), "message": msg, "field": field (if non-NULL)}. */
-int fit_http_error(fit_http_conn *c, struct lws *wsi, unsigned status, int code,
-                   const char *field, const char *msg);
+int fit_http_error(fit_http_conn *c, struct lws *wsi, unsigned status, int code, const char *field,
+                   const char *msg);
 /* Sets the Content-Disposition attachment name of the next answer (before responding). */
 void fit_http_attachment(fit_http_conn *c, const char *filename);
 /* Answers 302 to location. */

@@ -78,6 +78,8 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
             fit_session_closed(p->session);
             p->session = NULL;
         }
+        if (p)
+            fit_http_closed(&p->http); /* HTTP requests before an upgrade, if any */
         return 0;
     case LWS_CALLBACK_HTTP:
         return p ? fit_http_request_begin(&p->http, &srv->http, wsi, (const char *)in) : -1;
