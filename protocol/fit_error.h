@@ -43,7 +43,8 @@
     X(TOO_MANY_SUBSCRIPTIONS, "too_many_subscriptions", 0,                                         \
       "this connection holds the most leaderboard subscriptions allowed")                          \
     X(EVENT_FINISHED, "event_finished", 0,                                                         \
-      "the event has finished; its results are final (a host may event.reopen)")
+      "the event has finished; its results are final (a host may event.reopen)")                   \
+    X(METHOD_NOT_ALLOWED, "method_not_allowed", 0, "HTTP method not allowed on this path")
 
 typedef enum {
     FIT_OK = 0,

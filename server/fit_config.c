@@ -8,6 +8,7 @@
  */
 #include "fit_config.h"
 #include "fit_error.h"
+#include "fit_log.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -15,6 +16,7 @@
 #include <getopt.h>
 #include <jansson.h>
 #include <openssl/rand.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -73,8 +75,22 @@ static const key_spec schema[] = {
     STR_KEY("who_targets", who_targets, "who.json"),
     STR_KEY("met_table", met_table, "met.json"),
     STR_KEY("log_level", log_level, "notice"),
+    INT_KEY("http.max_body_bytes", http_max_body_bytes, 0, 64 * 1024 * 1024, "1048576"),
 };
 #define NKEYS (sizeof(schema) / sizeof(schema[0]))
+_Static_assert(NKEYS <= FIT_CONFIG_KEYS_MAX, "raise FIT_CONFIG_KEYS_MAX for the schema");
+
+/*
+ * Environment variables that start with FITSYNC_ but are not settings:
+ * the test harness and the test programs read them (tests/CMakeLists.txt,
+ * the e2e test files), and they reach fitsyncd because the tests start it with
+ * their own environment. Any other FITSYNC_ name that names no setting
+ * stops start-up (README, "Configuration").
+ */
+static const char *const not_settings[] = {
+    "FITSYNC_BUILD_DIR",  "FITSYNC_SOURCE_DIR", "FITSYNC_SHARED_DATA",        "FITSYNC_CHROMIUM",
+    "FITSYNC_MODEL_SEED", "FITSYNC_MODEL_OPS",  "FITSYNC_MODEL_FULL_UPDATES",
+};
 
 static const key_spec *find_key(const char *key)
 {
@@ -84,11 +100,12 @@ static const key_spec *find_key(const char *key)
     return NULL;
 }
 
-/* Sets one key from text (defaults, environment, flags). */
+/* Sets one key from text and records where it came from (origin, also the errors' prefix). */
 static int set_text(fit_config *cfg, const key_spec *k, const char *v, const char *origin,
                     char *err, size_t errlen)
 {
     char *dst = (char *)cfg + k->offset;
+    snprintf(cfg->source[k - schema], sizeof(cfg->source[0]), "%s", origin);
     if (k->type == T_STR) {
         if (strlen(v) >= k->size) {
             snprintf(err, errlen, "%s: %s is too long (max %zu bytes)", origin, k->key,
@@ -139,13 +156,14 @@ static int apply_json(fit_config *cfg, const json_t *obj, const char *prefix, ch
             snprintf(err, errlen, "%s: %s must be a string", cfg->config_path, full);
             return FIT_EINVALID_TYPE;
         }
-        char buf[64];
+        char buf[64], origin[FIT_PATH_MAX + 8];
         const char *text = json_string_value(v);
         if (k->type == T_INT) {
             snprintf(buf, sizeof(buf), "%lld", (long long)json_integer_value(v));
             text = buf;
         }
-        int rc = set_text(cfg, k, text, cfg->config_path, err, errlen);
+        snprintf(origin, sizeof(origin), "file %s", cfg->config_path);
+        int rc = set_text(cfg, k, text, origin, err, errlen);
         if (rc)
             return rc;
     }
@@ -158,6 +176,114 @@ static void env_name(const char *key, char *out, size_t n)
     for (const char *p = key; *p && j + 1 < n; p++)
         out[j++] = *p == '.' ? '_' : (char)toupper((unsigned char)*p);
     out[j] = '\0';
+}
+
+/* Optimal-string-alignment distance (Levenshtein plus adjacent swaps) of two short names. */
+static size_t name_distance(const char *a, const char *b)
+{
+    size_t n = strlen(a), m = strlen(b);
+    if (n > 63 || m > 63)
+        return SIZE_MAX;
+    size_t d[64][64];
+    for (size_t i = 0; i <= n; i++)
+        d[i][0] = i;
+    for (size_t j = 0; j <= m; j++)
+        d[0][j] = j;
+    for (size_t i = 1; i <= n; i++) {
+        for (size_t j = 1; j <= m; j++) {
+            size_t cost = a[i - 1] != b[j - 1];
+            size_t best = d[i - 1][j] + 1;
+            if (d[i][j - 1] + 1 < best)
+                best = d[i][j - 1] + 1;
+            if (d[i - 1][j - 1] + cost < best)
+                best = d[i - 1][j - 1] + cost;
+            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] &&
+                d[i - 2][j - 2] + 1 < best)
+                best = d[i - 2][j - 2] + 1;
+            d[i][j] = best;
+        }
+    }
+    return d[n][m];
+}
+
+/*
+ * The setting whose variable is nearest to name, if it is near: within
+ * max(2, a quarter of the name after FITSYNC_) edits, or name being the
+ * end of a variable's name after an underscore (FITSYNC_MAX_BODY_BYTES for
+ * FITSYNC_HTTP_MAX_BODY_BYTES). NULL if none is.
+ */
+static const key_spec *nearest_key(const char *name)
+{
+    const key_spec *best = NULL;
+    size_t best_d = SIZE_MAX, len = strlen(name) > 8 ? strlen(name) - 8 : 0;
+    size_t limit = len / 4 > 2 ? len / 4 : 2;
+    for (size_t i = 0; i < NKEYS; i++) {
+        char env[96];
+        env_name(schema[i].key, env, sizeof(env));
+        size_t d = name_distance(name + 8, env + 8);
+        size_t el = strlen(env), nl = strlen(name + 8);
+        if (el > nl + 8 && strcmp(env + el - nl, name + 8) == 0 && env[el - nl - 1] == '_')
+            d = 1;
+        if (d < best_d) {
+            best_d = d;
+            best = &schema[i];
+        }
+    }
+    return best_d <= limit ? best : NULL;
+}
+
+extern char **environ;
+
+/*
+ * Layer 2: every FITSYNC_* variable names a setting (applied) or is one of
+ * not_settings (skipped); any other stops start-up, naming it and the
+ * nearest setting's variable if one is near.
+ */
+static int apply_environment(fit_config *cfg, char *err, size_t errlen)
+{
+    for (char **e = environ; e && *e; e++) {
+        if (strncmp(*e, "FITSYNC_", 8) != 0)
+            continue;
+        const char *eq = strchr(*e, '=');
+        size_t n = eq ? (size_t)(eq - *e) : strlen(*e);
+        char name[96];
+        snprintf(name, sizeof(name), "%.*s", (int)n, *e);
+        const key_spec *k = NULL;
+        for (size_t i = 0; i < NKEYS && !k && n < sizeof(name); i++) {
+            char env[96];
+            env_name(schema[i].key, env, sizeof(env));
+            if (strcmp(env, name) == 0)
+                k = &schema[i];
+        }
+        if (k) {
+            char origin[112];
+            snprintf(origin, sizeof(origin), "environment %s", name);
+            int rc = set_text(cfg, k, eq ? eq + 1 : "", origin, err, errlen);
+            if (rc)
+                return rc;
+            continue;
+        }
+        int known = 0;
+        for (size_t i = 0; i < sizeof(not_settings) / sizeof(not_settings[0]) && !known; i++)
+            known = n < sizeof(name) && strcmp(name, not_settings[i]) == 0;
+        if (known)
+            continue;
+        const key_spec *near = n < sizeof(name) ? nearest_key(name) : NULL;
+        if (near) {
+            char env[96];
+            env_name(near->key, env, sizeof(env));
+            snprintf(err, errlen,
+                     "environment variable %s%s names no setting; did you mean %s (key \"%s\")?",
+                     name, n < sizeof(name) ? "" : "...", env, near->key);
+        } else {
+            snprintf(err, errlen,
+                     "environment variable %s%s names no setting (the settings are listed in "
+                     "README.md and by fitsyncd --check-config)",
+                     name, n < sizeof(name) ? "" : "...");
+        }
+        return FIT_EUNKNOWN_FIELD;
+    }
+    return 0;
 }
 
 void fit_config_path(const fit_config *cfg, const char *rel, char *out)
@@ -179,8 +305,13 @@ static void usage(void)
            "                   starting the embedded redis-server (key \"redis.address\")\n"
            "  --data-dir DIR   data directory: embedded Redis, token secret (key \"data_dir\")\n"
            "  --demo-token     print a ready-to-use member token for user \"demo\" at start\n"
+           "  --check-config   print the effective configuration, with where each value came\n"
+           "                   from (default, file, environment, flag), and exit\n"
            "\n"
-           "Any key \"a.b\" of the file can be set from the environment as FITSYNC_A_B.\n",
+           "Any key \"a.b\" of the file can be set from the environment as FITSYNC_A_B; any\n"
+           "other FITSYNC_* variable stops start-up, except the test harness's own\n"
+           "(FITSYNC_BUILD_DIR, FITSYNC_SOURCE_DIR, FITSYNC_SHARED_DATA, FITSYNC_CHROMIUM,\n"
+           "FITSYNC_MODEL_*; see README.md).\n",
            FITSYNC_CONFIG_DIR);
 }
 
@@ -210,15 +341,13 @@ int fit_config_load(fit_config *cfg, int argc, char **argv, char *err, size_t er
             return rc;
     snprintf(cfg->config_path, sizeof(cfg->config_path), "%s/fitsync.json", FITSYNC_CONFIG_DIR);
 
-    static const struct option longopts[] = {{"config", required_argument, NULL, 'c'},
-                                             {"port", required_argument, NULL, 'p'},
-                                             {"redis", required_argument, NULL, 'r'},
-                                             {"data-dir", required_argument, NULL, 'd'},
-                                             {"demo-token", no_argument, NULL, 't'},
-                                             {"help", no_argument, NULL, 'h'},
-                                             {NULL, 0, NULL, 0}};
+    static const struct option longopts[] = {
+        {"config", required_argument, NULL, 'c'}, {"port", required_argument, NULL, 'p'},
+        {"redis", required_argument, NULL, 'r'},  {"data-dir", required_argument, NULL, 'd'},
+        {"demo-token", no_argument, NULL, 't'},   {"check-config", no_argument, NULL, 'k'},
+        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0}};
     const char *flag_port = NULL, *flag_redis = NULL, *flag_data = NULL;
-    int c;
+    int c, check_only = 0;
     optind = 1;
     opterr = 0;
     while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
@@ -237,6 +366,9 @@ int fit_config_load(fit_config *cfg, int argc, char **argv, char *err, size_t er
             break;
         case 't':
             cfg->demo_token = 1;
+            break;
+        case 'k':
+            check_only = 1;
             break;
         case 'h':
             usage();
@@ -268,22 +400,17 @@ int fit_config_load(fit_config *cfg, int argc, char **argv, char *err, size_t er
         return rc;
 
     /* Layer 2: the environment. */
-    for (size_t i = 0; i < NKEYS; i++) {
-        char name[96];
-        env_name(schema[i].key, name, sizeof(name));
-        const char *v = getenv(name);
-        if (v && (rc = set_text(cfg, &schema[i], v, name, err, errlen)))
-            return rc;
-    }
+    if ((rc = apply_environment(cfg, err, errlen)))
+        return rc;
 
     /* Layer 3: flags. */
-    if (flag_port && (rc = set_text(cfg, find_key("port"), flag_port, "--port", err, errlen)))
+    if (flag_port && (rc = set_text(cfg, find_key("port"), flag_port, "flag --port", err, errlen)))
         return rc;
     if (flag_redis &&
-        (rc = set_text(cfg, find_key("redis.address"), flag_redis, "--redis", err, errlen)))
+        (rc = set_text(cfg, find_key("redis.address"), flag_redis, "flag --redis", err, errlen)))
         return rc;
     if (flag_data &&
-        (rc = set_text(cfg, find_key("data_dir"), flag_data, "--data-dir", err, errlen)))
+        (rc = set_text(cfg, find_key("data_dir"), flag_data, "flag --data-dir", err, errlen)))
         return rc;
 
     if (fit_offset_parse(cfg->timezone, &cfg->timezone_offset_min) != 0) {
@@ -291,10 +418,10 @@ int fit_config_load(fit_config *cfg, int argc, char **argv, char *err, size_t er
                  cfg->timezone);
         return FIT_EINVALID_VALUE;
     }
-    if (strcmp(cfg->log_level, "error") && strcmp(cfg->log_level, "warn") &&
-        strcmp(cfg->log_level, "notice") && strcmp(cfg->log_level, "info")) {
-        snprintf(err, errlen, "log_level must be error, warn, notice or info (got \"%s\")",
-                 cfg->log_level);
+    if (fit_log_level_parse(cfg->log_level) < 0) {
+        snprintf(err, errlen,
+                 "%s: log_level must be error, warn, notice, info or debug (got \"%s\")",
+                 cfg->source[find_key("log_level") - schema], cfg->log_level);
         return FIT_EINVALID_VALUE;
     }
 
@@ -326,7 +453,30 @@ int fit_config_load(fit_config *cfg, int argc, char **argv, char *err, size_t er
     rc = fit_board_tables_load(&cfg->boards, doc, bands, err, errlen);
     json_decref(doc);
     json_decref(bands);
+    if (rc == 0 && check_only) {
+        fit_config_print(cfg, stdout);
+        fit_config_free(cfg); /* the caller exits without it: nothing is left to free */
+        return 1;
+    }
     return rc;
+}
+
+void fit_config_print(const fit_config *cfg, FILE *out)
+{
+    fprintf(out, "fitsyncd: the configuration is valid (config file %s)\n", cfg->config_path);
+    fprintf(out, "%-26s %-28s %s\n", "key", "value", "from");
+    for (size_t i = 0; i < NKEYS; i++) {
+        const key_spec *k = &schema[i];
+        const char *dst = (const char *)cfg + k->offset;
+        char value[FIT_PATH_MAX + 8];
+        if (k->type == T_INT)
+            snprintf(value, sizeof(value), "%d", *(const int *)(const void *)dst);
+        else if (strcmp(k->key, "token.secret") == 0 && dst[0])
+            snprintf(value, sizeof(value), "(%zu characters, not shown)", strlen(dst));
+        else
+            snprintf(value, sizeof(value), "\"%s\"", dst);
+        fprintf(out, "%-26s %-28s %s\n", k->key, value, cfg->source[i]);
+    }
 }
 
 void fit_config_free(fit_config *cfg)

@@ -8,9 +8,11 @@
  * --data-dir). Every key, its type and its range are listed once in the
  * table in fit_config.c (the schema); a key the schema does not know, a value
  * of the wrong type or out of range stops start-up with a message that names
- * the key. Paths inside the file (redis.conf, who_targets, met_table) are
- * relative to the file's own directory; data_dir is relative to the working
- * directory.
+ * the key. So does a FITSYNC_* environment variable that names no setting,
+ * unless it is one the test harness itself uses (not_settings in
+ * fit_config.c); the message names the nearest setting if one is close. Paths inside the file
+ * (redis.conf, who_targets, met_table) are relative to the file's own directory; data_dir is
+ * relative to the working directory.
  */
 #ifndef FIT_CONFIG_H
 #define FIT_CONFIG_H
@@ -21,8 +23,11 @@
 
 #include <limits.h>
 #include <stddef.h>
+#include <stdio.h>
 
 #define FIT_PATH_MAX 512
+/* Room for this many schema keys (fit_config.c asserts the schema fits). */
+#define FIT_CONFIG_KEYS_MAX 48
 
 typedef struct {
     char config_path[FIT_PATH_MAX];
@@ -56,8 +61,12 @@ typedef struct {
     char web_dir[FIT_PATH_MAX];   /* the dashboard's files (web/), relative to the config dir */
     char who_targets[FIT_PATH_MAX];
     char met_table[FIT_PATH_MAX];
-    char log_level[16];
-    int demo_token; /* --demo-token: print a member token at start */
+    char log_level[16];      /* error, warn, notice, info or debug (fit_log.h) */
+    int http_max_body_bytes; /* largest HTTP request body read; more is answered 413 */
+    int demo_token;          /* --demo-token: print a member token at start */
+    /* Where each schema key's value came from: "default", "file PATH",
+     * "environment FITSYNC_X" or "flag --x" (schema order). */
+    char source[FIT_CONFIG_KEYS_MAX][FIT_PATH_MAX + 16];
     /* Loaded reference tables (owned). */
     fit_who_targets who;
     fit_met_table met;
@@ -66,11 +75,15 @@ typedef struct {
 
 /*
  * Loads the configuration from argv/environment/file as described above,
- * then the WHO targets and MET table it names. Returns 0; 1 if --help was
- * printed; or a negative FIT_E* code with a message naming the key in err.
- * Free with fit_config_free.
+ * then the WHO targets and MET table it names. Returns 0; 1 if --help or
+ * --check-config printed what was asked (exit 0); or a negative FIT_E*
+ * code with a message naming the key (or variable) in err. Free with
+ * fit_config_free, except after 1 (nothing is held then).
  */
 int fit_config_load(fit_config *cfg, int argc, char **argv, char *err, size_t errlen);
+
+/* Prints every key's effective value and where it came from (token.secret not shown). */
+void fit_config_print(const fit_config *cfg, FILE *out);
 void fit_config_free(fit_config *cfg);
 
 /* Resolves a path relative to the config file's directory into out (FIT_PATH_MAX). */

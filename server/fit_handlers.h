@@ -93,4 +93,7 @@ void fit_h_stats_unsubscribe(fit_session *s, fit_request *req);
 /* Final standings of an event from fit_event_results' reply (fit_h_events.c); NULL if none. */
 json_t *fit_event_results_json(const redisReply *r);
 
+/* Fills t with fitsyncd's HTTP route table (fit_h_http.c), bound to srv. */
+void fit_h_http_table(fit_server *srv, fit_http_table *t);
+
 #endif

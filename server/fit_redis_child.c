@@ -6,6 +6,7 @@
 #define _GNU_SOURCE /* pipe2, struct ucred */
 #include "fit_redis_child.h"
 #include "fit_error.h"
+#include "fit_log.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -33,7 +34,7 @@ static int lock_dir(fit_redis_child *c)
     snprintf(path, sizeof(path), "%s/fitsyncd.lock", c->dir);
     int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (fd < 0) {
-        fprintf(stderr, "fitsyncd: cannot open %s: %s\n", path, strerror(errno));
+        fit_log(FIT_LOG_ERROR, "cannot open %s: %s", path, strerror(errno));
         return FIT_EIO;
     }
     if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
@@ -41,9 +42,9 @@ static int lock_dir(fit_redis_child *c)
         ssize_t n = pread(fd, buf, sizeof(buf) - 1, 0);
         buf[n > 0 ? n : 0] = '\0';
         buf[strcspn(buf, "\n")] = '\0';
-        fprintf(stderr,
-                "fitsyncd: data_dir %s is in use by another fitsyncd (pid %s); stop it, or "
-                "give this one another --data-dir\n",
+        fit_log(FIT_LOG_ERROR,
+                "data_dir %s is in use by another fitsyncd (pid %s); stop it, or "
+                "give this one another --data-dir",
                 c->dir, buf[0] ? buf : "unknown");
         close(fd);
         return FIT_ECONFLICT;
@@ -51,7 +52,7 @@ static int lock_dir(fit_redis_child *c)
     char pid[32];
     int len = snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
     if (ftruncate(fd, 0) != 0 || pwrite(fd, pid, (size_t)len, 0) != len)
-        fprintf(stderr, "fitsyncd: warning: cannot write the pid into %s\n", path);
+        fit_log(FIT_LOG_WARN, "cannot write the pid into %s", path);
     c->lock_fd = fd;
     return 0;
 }
@@ -177,26 +178,26 @@ static int stop_leftovers(const fit_redis_child *c)
         if (!serves_dir(pids[i], c->dir)) {
             /* Something serving our socket that is no redis-server of ours: never talk to it. */
             if (socket_peer(c->sock) == pids[i]) {
-                fprintf(stderr,
-                        "fitsyncd: %s is served by pid %ld, which is not a redis-server on %s; "
-                        "stop it first\n",
+                fit_log(FIT_LOG_ERROR,
+                        "%s is served by pid %ld, which is not a redis-server on %s; "
+                        "stop it first",
                         c->sock, (long)pids[i], c->dir);
                 return FIT_EIO;
             }
             continue;
         }
-        fprintf(stderr,
-                "fitsyncd: redis-server pid %ld was left running on %s (by an earlier "
-                "fitsyncd); stopping it before starting our own\n",
+        fit_log(FIT_LOG_WARN,
+                "redis-server pid %ld was left running on %s (by an earlier "
+                "fitsyncd); stopping it before starting our own",
                 (long)pids[i], c->dir);
         kill(pids[i], SIGTERM);
         if (wait_gone(pids[i], c->dir, FIT_REDIS_ORPHAN_WAIT_MS))
             continue;
-        fprintf(stderr, "fitsyncd: redis-server pid %ld ignored SIGTERM for %d ms; killing it\n",
+        fit_log(FIT_LOG_WARN, "redis-server pid %ld ignored SIGTERM for %d ms; killing it",
                 (long)pids[i], FIT_REDIS_ORPHAN_WAIT_MS);
         kill(pids[i], SIGKILL);
         if (!wait_gone(pids[i], c->dir, 5000)) {
-            fprintf(stderr, "fitsyncd: redis-server pid %ld on %s will not die\n", (long)pids[i],
+            fit_log(FIT_LOG_ERROR, "redis-server pid %ld on %s will not die", (long)pids[i],
                     c->dir);
             return FIT_EIO;
         }
@@ -212,7 +213,7 @@ static void write_pidfile(const fit_redis_child *c)
     snprintf(tmp, sizeof(tmp), "%s.tmp", c->pidfile);
     FILE *f = fopen(tmp, "w");
     if (!f || fprintf(f, "%ld\n", (long)c->pid) < 0 || fclose(f) != 0 || rename(tmp, c->pidfile)) {
-        fprintf(stderr, "fitsyncd: warning: cannot write %s: %s\n", c->pidfile, strerror(errno));
+        fit_log(FIT_LOG_WARN, "cannot write %s: %s", c->pidfile, strerror(errno));
         if (f)
             unlink(tmp);
     }
@@ -271,8 +272,7 @@ static void child_exited(fit_redis_child *c, int status)
         return;
     if (up >= FIT_REDIS_HEALTHY_MS)
         c->backoff_ms = FIT_REDIS_RESTART_MIN_MS;
-    fprintf(stderr,
-            "fitsyncd: embedded redis-server exited (%s %d) after %llu ms; restarting in %u ms\n",
+    fit_log(FIT_LOG_WARN, "embedded redis-server exited (%s %d) after %llu ms; restarting in %u ms",
             WIFSIGNALED(status) ? "signal" : "status",
             WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status), (unsigned long long)up,
             c->backoff_ms);
@@ -312,9 +312,9 @@ static int spawn(fit_redis_child *c)
 {
     char exe[600];
     if (resolve_bin(c->bin, exe, sizeof(exe)) != 0) {
-        fprintf(stderr,
-                "fitsyncd: cannot start %s: not found (install redis-server or set "
-                "redis.address)\n",
+        fit_log(FIT_LOG_ERROR,
+                "cannot start %s: not found (install redis-server or set "
+                "redis.address)",
                 c->bin);
         return FIT_EIO;
     }
@@ -336,7 +336,7 @@ static int spawn(fit_redis_child *c)
     if (pid != 0)
         pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (pid < 0) {
-        fprintf(stderr, "fitsyncd: cannot fork: %s\n", strerror(errno));
+        fit_log(FIT_LOG_ERROR, "cannot fork: %s", strerror(errno));
         close(report[0]);
         close(report[1]);
         return FIT_EIO;
@@ -372,7 +372,7 @@ static int spawn(fit_redis_child *c)
     while (n < 0 && errno == EINTR);
     close(report[0]);
     if (n == (ssize_t)sizeof(err) && err) {
-        fprintf(stderr, "fitsyncd: cannot start %s: %s\n", exe, strerror(err));
+        fit_log(FIT_LOG_ERROR, "cannot start %s: %s", exe, strerror(err));
         while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {
         }
         return FIT_EIO;

@@ -13,8 +13,11 @@
 #include "fit_server.h"
 #include "fit_error.h"
 #include "fit_handlers.h"
+#include "fit_log.h"
 
+#include <stddef.h>
 #include <stdio.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -26,404 +29,15 @@ extern const size_t fit_functions_lua_len;
 #define DRAIN_TICK_MS 50
 #define DRAIN_MAX_MS 5000
 
-/* Per-connection user data: lws gives every wsi one of these. */
-/* An HTTP request waiting for Redis; wsi is NULL once the connection has closed. */
-typedef struct {
-    struct lws *wsi;
-    fit_server *srv;
-    char filename[96];
-} http_pending;
-
-struct pss {
-    fit_session *session; /* WebSocket */
-    /* HTTP: the response, written in two WRITEABLE callbacks (headers, then body). */
-    char *body;
-    size_t body_len;
-    unsigned status;
-    char ctype[48];
-    char filename[96]; /* Content-Disposition attachment name, "" for none */
-    int responding, headers_sent;
-    http_pending *pending;
-};
-
-/* Queues a response (body malloc'd, taken). Returns 0, or -1 to close. */
-static int http_respond(struct lws *wsi, struct pss *p, unsigned status, const char *ctype,
-                        char *body, size_t len)
-{
-    if (!body)
-        return -1;
-    p->body = body;
-    p->body_len = len;
-    p->status = status;
-    p->responding = 1;
-    snprintf(p->ctype, sizeof(p->ctype), "%s", ctype);
-    lws_callback_on_writable(wsi);
-    return 0;
-}
-
-static int http_reply(struct lws *wsi, struct pss *p, unsigned status, json_t *body)
-{
-    char *text = json_dumps(body, JSON_COMPACT);
-    json_decref(body);
-    return http_respond(wsi, p, status, "application/json", text, text ? strlen(text) : 0);
-}
-
-static int http_error(struct lws *wsi, struct pss *p, unsigned status, int code, const char *msg)
-{
-    return http_reply(wsi, p, status,
-                      json_pack("{s:s, s:s}", "error", fit_err_name(code), "message", msg));
-}
-
-static int http_write(struct lws *wsi, struct pss *p)
-{
-    if (!p->responding)
-        return 0;
-    if (!p->headers_sent) {
-        unsigned char buf[LWS_PRE + 1024], *start = buf + LWS_PRE, *ptr = start,
-                                           *end = buf + sizeof(buf) - 1;
-        char disp[160];
-        snprintf(disp, sizeof(disp), "attachment; filename=\"%s\"", p->filename);
-        if (lws_add_http_common_headers(wsi, p->status, p->ctype, (lws_filepos_t)p->body_len, &ptr,
-                                        end) ||
-            lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CACHE_CONTROL,
-                                         (const unsigned char *)"no-store", 8, &ptr, end) ||
-            (p->filename[0] && lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CONTENT_DISPOSITION,
-                                                            (const unsigned char *)disp,
-                                                            (int)strlen(disp), &ptr, end)) ||
-            lws_finalize_write_http_header(wsi, start, &ptr, end))
-            return -1;
-        p->headers_sent = 1;
-        lws_callback_on_writable(wsi);
-        return 0;
-    }
-    unsigned char *buf = malloc(LWS_PRE + p->body_len + 1);
-    if (!buf)
-        return -1;
-    memcpy(buf + LWS_PRE, p->body, p->body_len);
-    int n = lws_write(wsi, buf + LWS_PRE, p->body_len, LWS_WRITE_HTTP_FINAL);
-    free(buf);
-    free(p->body);
-    p->body = NULL;
-    p->responding = p->headers_sent = 0;
-    if (n < 0)
-        return -1;
-    return lws_http_transaction_completed(wsi) ? -1 : 0;
-}
-
-/* ---- GET /api/v1/events/<id>/results.csv (host of the event or staff; Bearer token) ---- */
-
-/* A CSV field, quoted when it holds a comma, quote or newline (RFC 4180). */
-static void csv_field(char **buf, size_t *len, size_t *cap, const char *s, int last)
-{
-    size_t need = *len + 2 * strlen(s) + 4;
-    if (need > *cap) {
-        size_t c = *cap * 2 > need ? *cap * 2 : need;
-        char *nb = realloc(*buf, c);
-        if (!nb)
-            return;
-        *buf = nb;
-        *cap = c;
-    }
-    int quote = strpbrk(s, ",\"\r\n") != NULL;
-    char *o = *buf + *len;
-    if (quote)
-        *o++ = '"';
-    for (; *s; s++) {
-        if (*s == '"')
-            *o++ = '"';
-        *o++ = *s;
-    }
-    if (quote)
-        *o++ = '"';
-    *o++ = last ? '\n' : ',';
-    *len = (size_t)(o - *buf);
-}
-
-static char *results_csv(const json_t *res, size_t *len)
-{
-    size_t cap = 4096;
-    char *buf = malloc(cap);
-    *len = 0;
-    if (!buf)
-        return NULL;
-    static const char header[] =
-        "category,rank,bib,team,laps,distance_m,last_lap_at,last_lap_elapsed_s,awards\n";
-    memcpy(buf, header, sizeof(header) - 1);
-    *len = sizeof(header) - 1;
-    size_t ci, ti;
-    json_t *c, *t;
-    json_array_foreach(json_object_get(res, "categories"), ci, c)
-    {
-        json_array_foreach(json_object_get(c, "standings"), ti, t)
-        {
-            char rank[24], laps[24], dist[32], elapsed[24] = "", awards[512] = "";
-            snprintf(rank, sizeof(rank), "%lld",
-                     (long long)json_integer_value(json_object_get(t, "rank")));
-            snprintf(laps, sizeof(laps), "%lld",
-                     (long long)json_integer_value(json_object_get(t, "laps")));
-            snprintf(dist, sizeof(dist), "%.0f",
-                     json_number_value(json_object_get(t, "distance_m")));
-            if (json_is_integer(json_object_get(t, "last_lap_elapsed_s")))
-                snprintf(elapsed, sizeof(elapsed), "%lld",
-                         (long long)json_integer_value(json_object_get(t, "last_lap_elapsed_s")));
-            size_t ai;
-            json_t *a;
-            json_array_foreach(json_object_get(t, "awards"), ai, a)
-            {
-                size_t n = strlen(awards);
-                snprintf(awards + n, sizeof(awards) - n, "%s%s", ai ? "; " : "",
-                         json_string_value(a) ? json_string_value(a) : "");
-            }
-            const char *last = json_string_value(json_object_get(t, "last_lap_at"));
-            csv_field(&buf, len, &cap, json_string_value(json_object_get(c, "id")), 0);
-            csv_field(&buf, len, &cap, rank, 0);
-            csv_field(&buf, len, &cap, json_string_value(json_object_get(t, "bib")), 0);
-            csv_field(&buf, len, &cap, json_string_value(json_object_get(t, "name")), 0);
-            csv_field(&buf, len, &cap, laps, 0);
-            csv_field(&buf, len, &cap, dist, 0);
-            csv_field(&buf, len, &cap, last ? last : "", 0);
-            csv_field(&buf, len, &cap, elapsed, 0);
-            csv_field(&buf, len, &cap, awards, 1);
-        }
-    }
-    return buf;
-}
-
-static void results_csv_done(redisReply *r, const char *errstr, void *data)
-{
-    http_pending *h = data;
-    struct lws *wsi = h->wsi;
-    if (wsi) {
-        struct pss *p = lws_wsi_user(wsi);
-        p->pending = NULL;
-        json_t *res = r ? fit_event_results_json(r) : NULL;
-        if (!r) {
-            http_error(wsi, p, HTTP_STATUS_SERVICE_UNAVAILABLE, FIT_EUNAVAILABLE,
-                       "storage is unavailable; retry later");
-        } else if (!res) {
-            http_error(wsi, p, HTTP_STATUS_NOT_FOUND, FIT_ENOT_FOUND, "no such event");
-        } else {
-            size_t len;
-            char *csv = results_csv(res, &len);
-            snprintf(p->filename, sizeof(p->filename), "%s", h->filename);
-            http_respond(wsi, p, HTTP_STATUS_OK, "text/csv; charset=utf-8", csv, len);
-            json_decref(res);
-        }
-    }
-    free(h);
-}
-
 /*
- * Checks "Authorization: Bearer <token>" (the scheme in any case, RFC 7235).
- * Returns 1 with *claims filled, or replies 401 and returns 0 (or -1 to close).
+ * Per-connection user data: lws gives every wsi one of these. The HTTP
+ * state comes first: fit_http finds it from the wsi (lws_wsi_user).
  */
-static int http_auth(struct lws *wsi, struct pss *p, fit_server *srv, fit_token_claims *claims,
-                     int *rc_out)
-{
-    char auth[FIT_TOKEN_MAX + 16];
-    if (lws_hdr_copy(wsi, auth, sizeof(auth), WSI_TOKEN_HTTP_AUTHORIZATION) <= 7 ||
-        strncasecmp(auth, "Bearer ", 7) != 0) {
-        *rc_out = http_error(wsi, p, HTTP_STATUS_UNAUTHORIZED, FIT_EUNAUTHENTICATED,
-                             "send Authorization: Bearer <token>");
-        return 0;
-    }
-    uv_timeval64_t tv;
-    uv_gettimeofday(&tv);
-    int rc = fit_token_verify(auth + 7, srv->secret, strlen(srv->secret), tv.tv_sec, claims);
-    if (rc) {
-        *rc_out = http_error(wsi, p, HTTP_STATUS_UNAUTHORIZED, rc, fit_strerror(rc));
-        return 0;
-    }
-    return 1;
-}
-
-static int handle_results_csv(struct lws *wsi, struct pss *p, fit_server *srv, const char *event)
-{
-    fit_token_claims claims;
-    int rc;
-    if (!http_auth(wsi, p, srv, &claims, &rc))
-        return rc;
-    if (!(claims.role == FIT_ROLE_STAFF ||
-          (claims.role == FIT_ROLE_HOST && strcmp(claims.event, event) == 0)))
-        return http_error(wsi, p, HTTP_STATUS_FORBIDDEN, FIT_EFORBIDDEN,
-                          "only this event's hosts (or staff) may download its results");
-    http_pending *h = calloc(1, sizeof(*h));
-    if (!h)
-        return -1;
-    h->wsi = wsi;
-    h->srv = srv;
-    snprintf(h->filename, sizeof(h->filename), "%s-results.csv", event);
-    if (fit_ops_event_call(&srv->ops, "fit_event_results", 1, event, 0, NULL, results_csv_done,
-                           h) != 0) {
-        free(h);
-        return http_error(wsi, p, HTTP_STATUS_SERVICE_UNAVAILABLE, FIT_EUNAVAILABLE,
-                          "storage is unavailable; retry later");
-    }
-    p->pending = h;
-    return 0;
-}
-
-/* ---- GET /api/v1/stats[.csv]?week=2026-W10 (staff Bearer token) ---- */
-
-typedef struct {
-    http_pending h;
-    int csv;
-} stats_http;
-
-static void stats_http_done(int err, const json_t *stats, void *data)
-{
-    stats_http *sh = data;
-    struct lws *wsi = sh->h.wsi;
-    if (wsi) {
-        struct pss *p = lws_wsi_user(wsi);
-        p->pending = NULL;
-        if (err) {
-            http_error(wsi, p, HTTP_STATUS_SERVICE_UNAVAILABLE, FIT_EUNAVAILABLE,
-                       "storage is unavailable; retry later");
-        } else if (sh->csv) {
-            size_t len;
-            char *csv = fit_stats_csv(stats, &len);
-            snprintf(p->filename, sizeof(p->filename), "fitsync-stats-%s.csv",
-                     json_string_value(json_object_get(stats, "week")));
-            http_respond(wsi, p, HTTP_STATUS_OK, "text/csv; charset=utf-8", csv, len);
-        } else {
-            http_reply(wsi, p, HTTP_STATUS_OK, json_incref((json_t *)stats));
-        }
-    }
-    free(sh);
-}
-
-static int handle_stats(struct lws *wsi, struct pss *p, fit_server *srv, int csv)
-{
-    fit_token_claims claims;
-    int rc;
-    if (!http_auth(wsi, p, srv, &claims, &rc))
-        return rc;
-    if (claims.role != FIT_ROLE_STAFF)
-        return http_error(wsi, p, HTTP_STATUS_FORBIDDEN, FIT_EFORBIDDEN,
-                          "programme statistics are for staff tokens");
-    char week[FIT_WEEK_LEN], arg[32];
-    int y, w;
-    const char *v = lws_get_urlarg_by_name(wsi, "week=", arg, sizeof(arg));
-    if (v) {
-        if (fit_iso_week_parse(v, &y, &w) != 0)
-            return http_error(wsi, p, HTTP_STATUS_BAD_REQUEST, FIT_EINVALID_VALUE,
-                              "week must be an ISO week like 2026-W10");
-        snprintf(week, sizeof(week), "%s", v);
-    } else {
-        uv_timeval64_t tv;
-        uv_gettimeofday(&tv);
-        fit_ops_current_week(&srv->ops, (int64_t)tv.tv_sec * 1000, week);
-    }
-    stats_http *sh = calloc(1, sizeof(*sh));
-    if (!sh)
-        return -1;
-    sh->h.wsi = wsi;
-    sh->h.srv = srv;
-    sh->csv = csv;
-    uv_timeval64_t tv;
-    uv_gettimeofday(&tv);
-    if (fit_stats_read(&srv->stats, week, (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000,
-                       stats_http_done, sh) != 0) {
-        free(sh);
-        return http_error(wsi, p, HTTP_STATUS_SERVICE_UNAVAILABLE, FIT_EUNAVAILABLE,
-                          "storage is unavailable; retry later");
-    }
-    p->pending = &sh->h;
-    return 0;
-}
-
-/* ---- GET /metrics (Prometheus text format 0.0.4) ---- */
-
-static int handle_metrics(struct lws *wsi, struct pss *p, fit_server *srv)
-{
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&buf, &len);
-    if (!f)
-        return -1;
-    size_t qbytes = 0;
-    for (fit_session *s = srv->all_sessions; s; s = s->all_next)
-        qbytes += s->qbytes;
-    fprintf(f,
-            "# HELP fitsync_connections Open WebSocket connections.\n"
-            "# TYPE fitsync_connections gauge\nfitsync_connections %zu\n",
-            srv->sessions);
-    fprintf(f,
-            "# HELP fitsync_push_queue_bytes Bytes queued for clients, not yet written.\n"
-            "# TYPE fitsync_push_queue_bytes gauge\nfitsync_push_queue_bytes %zu\n",
-            qbytes);
-    fprintf(f,
-            "# HELP fitsync_requests_in_flight Requests waiting for Redis.\n"
-            "# TYPE fitsync_requests_in_flight gauge\nfitsync_requests_in_flight %zu\n",
-            srv->inflight);
-    fprintf(f,
-            "# HELP fitsync_redis_up 1 when Redis is connected and the Functions loaded.\n"
-            "# TYPE fitsync_redis_up gauge\nfitsync_redis_up %d\n",
-            fit_store_ready(&srv->store));
-    fprintf(f,
-            "# HELP fitsync_redis_reconnects_total Connections to Redis lost.\n"
-            "# TYPE fitsync_redis_reconnects_total counter\n"
-            "fitsync_redis_reconnects_total %llu\n",
-            (unsigned long long)srv->store.reconnects);
-    fprintf(f,
-            "# HELP fitsync_redis_child_restarts_total Embedded redis-server restarts.\n"
-            "# TYPE fitsync_redis_child_restarts_total counter\n"
-            "fitsync_redis_child_restarts_total %llu\n",
-            (unsigned long long)(srv->have_child ? srv->child.restarts : 0));
-    fprintf(f,
-            "# HELP fitsync_leaderboard_reads_total Coalesced leaderboard reads.\n"
-            "# TYPE fitsync_leaderboard_reads_total counter\n"
-            "fitsync_leaderboard_reads_total %llu\n"
-            "# HELP fitsync_leaderboard_pushes_total Leaderboard pushes queued.\n"
-            "# TYPE fitsync_leaderboard_pushes_total counter\n"
-            "fitsync_leaderboard_pushes_total %llu\n",
-            (unsigned long long)srv->hub.reads, (unsigned long long)srv->hub.pushes);
-    fit_metrics_write(&srv->metrics, f);
-    fit_store_latency_write(&srv->store, f);
-    fclose(f);
-    return http_respond(wsi, p, HTTP_STATUS_OK, "text/plain; version=0.0.4", buf, len);
-}
-
-static int handle_http(struct lws *wsi, struct pss *p, const char *uri)
-{
-    fit_server *srv = lws_context_user(lws_get_context(wsi));
-    if (strcmp(uri, "/api/v1/stats") == 0 || strcmp(uri, "/api/v1/stats.csv") == 0)
-        return handle_stats(wsi, p, srv, uri[13] == '.');
-    if (strcmp(uri, "/metrics") == 0)
-        return handle_metrics(wsi, p, srv);
-    if (strcmp(uri, "/dashboard") == 0 || strcmp(uri, "/") == 0) {
-        /* The dashboard lives at /dashboard/ (its files are relative to it). */
-        unsigned char hdr[LWS_PRE + 512], *start = hdr + LWS_PRE, *ptr = start,
-                                          *end = hdr + sizeof(hdr) - 1;
-        if (lws_http_redirect(wsi, HTTP_STATUS_FOUND, (const unsigned char *)"/dashboard/", 11,
-                              &ptr, end) < 0)
-            return -1;
-        return lws_http_transaction_completed(wsi) ? -1 : 0;
-    }
-    if (strcmp(uri, "/healthz") == 0) {
-        int up = fit_store_ready(&srv->store);
-        return http_reply(wsi, p, up ? HTTP_STATUS_OK : HTTP_STATUS_SERVICE_UNAVAILABLE,
-                          json_pack("{s:s, s:s, s:s, s:s}", "status", up ? "ok" : "degraded",
-                                    "redis", up ? "up" : "down", "version", FITSYNC_VERSION,
-                                    "protocol", FIT_SUBPROTOCOL));
-    }
-    static const char prefix[] = "/api/v1/events/", suffix[] = "/results.csv";
-    size_t n = strlen(uri);
-    if (strncmp(uri, prefix, sizeof(prefix) - 1) == 0 && n > sizeof(prefix) + sizeof(suffix) - 2 &&
-        strcmp(uri + n - (sizeof(suffix) - 1), suffix) == 0) {
-        char event[80];
-        snprintf(event, sizeof(event), "%.*s",
-                 (int)(n - (sizeof(prefix) - 1) - (sizeof(suffix) - 1)), uri + sizeof(prefix) - 1);
-        if (!fit_slug_valid(event))
-            return http_error(wsi, p, HTTP_STATUS_NOT_FOUND, FIT_ENOT_FOUND, "no such event");
-        return handle_results_csv(wsi, p, srv, event);
-    }
-    return http_reply(wsi, p, HTTP_STATUS_NOT_FOUND,
-                      json_pack("{s:s, s:s}", "error", "not_found", "message",
-                                "no such resource; WebSocket clients use subprotocol "
-                                "fitsync.v1"));
-}
+struct pss {
+    fit_http_conn http;
+    fit_session *session; /* WebSocket */
+};
+_Static_assert(offsetof(struct pss, http) == 0, "fit_http_conn must come first in struct pss");
 
 static int has_subprotocol(struct lws *wsi)
 {
@@ -465,22 +79,32 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
             fit_session_closed(p->session);
             p->session = NULL;
         }
+        if (p)
+            fit_http_closed(&p->http); /* HTTP requests before an upgrade, if any */
         return 0;
     case LWS_CALLBACK_HTTP:
-        return p ? handle_http(wsi, p, (const char *)in) : -1;
+        return p ? fit_http_request_begin(&p->http, &srv->http, wsi, (const char *)in) : -1;
+    case LWS_CALLBACK_HTTP_BODY:
+        return p ? fit_http_body(&p->http, wsi, len) : -1;
+    case LWS_CALLBACK_HTTP_BODY_COMPLETION:
+        /* Ours, not lws_callback_http_dummy's: that one would complete the transaction. */
+        return p ? fit_http_body_done(&p->http, wsi) : -1;
     case LWS_CALLBACK_HTTP_WRITEABLE:
-        return p ? http_write(wsi, p) : 0;
+        return p ? fit_http_writeable(&p->http, wsi) : 0;
+    case LWS_CALLBACK_HTTP_FILE_COMPLETION:
+        return p ? fit_http_file_done(&p->http, wsi) : -1;
+    case LWS_CALLBACK_RAW_ADOPT:
+        lws_callback_on_writable(wsi);
+        return 0;
+    case LWS_CALLBACK_RAW_WRITEABLE:
+        return fit_http_raw_writeable(wsi);
+    case LWS_CALLBACK_RAW_RX:
+        return 0; /* the CONNECT's bytes: answered (and closed) when writeable */
     case LWS_CALLBACK_CLOSED_HTTP:
     case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
         /* lws also reports these for a connection dropped before it had user data. */
-        if (!p)
-            return 0;
-        if (p->pending)
-            p->pending->wsi = NULL; /* its Redis reply will find the connection gone */
-        p->pending = NULL;
-        free(p->body);
-        p->body = NULL;
-        p->responding = p->headers_sent = 0;
+        if (p)
+            fit_http_closed(&p->http);
         return 0;
     default:
         break;
@@ -496,12 +120,11 @@ static void store_state(fit_store *store, fit_store_state st, void *data)
 {
     fit_server *srv = data;
     if (st == FIT_STORE_READY) {
-        fprintf(stderr, "fitsyncd: Redis ready (%s), Functions library loaded\n",
-                store->opt.address);
+        fit_log(FIT_LOG_NOTICE, "Redis ready (%s), Functions library loaded", store->opt.address);
         srv->redis_outage_logged = 0;
     } else if (!srv->redis_outage_logged) {
         /* Once per outage: the reconnect attempts that follow would only repeat it. */
-        fprintf(stderr, "fitsyncd: Redis unavailable: %s; reconnecting with backoff\n",
+        fit_log(FIT_LOG_WARN, "Redis unavailable: %s; reconnecting with backoff",
                 store->last_error);
         srv->redis_outage_logged = 1;
     }
@@ -589,7 +212,7 @@ static void deliver_push(void *subscriber, const char *board, const char *frame,
 static void on_signal(uv_signal_t *h, int signum)
 {
     fit_server *srv = h->data;
-    fprintf(stderr, "fitsyncd: %s received, stopping\n", signum == SIGINT ? "SIGINT" : "SIGTERM");
+    fit_log(FIT_LOG_NOTICE, "%s received, stopping", signum == SIGINT ? "SIGINT" : "SIGTERM");
     fit_server_stop(srv);
 }
 
@@ -632,7 +255,7 @@ static void drain_tick(uv_timer_t *t)
     }
     if ((srv->closing_sessions && srv->sessions == 0) || waited > DRAIN_MAX_MS) {
         if (srv->inflight)
-            fprintf(stderr, "fitsyncd: %zu requests still waiting for Redis at shutdown\n",
+            fit_log(FIT_LOG_WARN, "%zu requests still waiting for Redis at shutdown",
                     srv->inflight);
         uv_timer_stop(t);
         finish_stop(srv);
@@ -685,6 +308,7 @@ int fit_server_start(fit_server *srv, uv_loop_t *loop, fit_config *cfg)
     memset(srv, 0, sizeof(*srv));
     srv->loop = loop;
     srv->cfg = cfg;
+    fit_log_set_level((fit_log_level)fit_log_level_parse(cfg->log_level));
     /* Handles first: whatever fails below, fit_server_stop can close them. */
     uv_signal_init(loop, &srv->sigint);
     uv_signal_init(loop, &srv->sigterm);
@@ -692,12 +316,12 @@ int fit_server_start(fit_server *srv, uv_loop_t *loop, fit_config *cfg)
     uv_timer_init(loop, &srv->sweep_timer);
     srv->sigint.data = srv->sigterm.data = srv->drain_timer.data = srv->sweep_timer.data = srv;
     if (fit_mkdirs(cfg->data_dir) != 0) {
-        fprintf(stderr, "fitsyncd: cannot create data_dir %s\n", cfg->data_dir);
+        fit_log(FIT_LOG_ERROR, "cannot create data_dir %s", cfg->data_dir);
         return FIT_EIO;
     }
     if (fit_secret_find(cfg->token_secret, cfg->data_dir, 1, srv->secret, sizeof(srv->secret), err,
                         sizeof(err)) != 0) {
-        fprintf(stderr, "fitsyncd: %s\n", err);
+        fit_log(FIT_LOG_ERROR, "%s", err);
         return FIT_EIO;
     }
 
@@ -706,19 +330,19 @@ int fit_server_start(fit_server *srv, uv_loop_t *loop, fit_config *cfg)
     } else {
         char dir[FIT_PATH_MAX], conf[FIT_PATH_MAX];
         if (!realpath(cfg->data_dir, dir)) {
-            fprintf(stderr, "fitsyncd: data_dir %s: cannot resolve\n", cfg->data_dir);
+            fit_log(FIT_LOG_ERROR, "data_dir %s: cannot resolve", cfg->data_dir);
             return FIT_EIO;
         }
         fit_config_path(cfg, cfg->redis_conf, conf);
         char absconf[FIT_PATH_MAX];
         if (!realpath(conf, absconf)) {
-            fprintf(stderr, "fitsyncd: redis.conf %s: not found\n", conf);
+            fit_log(FIT_LOG_ERROR, "redis.conf %s: not found", conf);
             return FIT_EIO;
         }
         int rc = fit_redis_child_start(&srv->child, loop, cfg->redis_server, absconf, dir);
         srv->have_child = 1; /* its handles are open, whatever rc says */
         if (rc == FIT_EINVALID_VALUE)
-            fprintf(stderr, "fitsyncd: data_dir path %s is too long for a Unix socket\n", dir);
+            fit_log(FIT_LOG_ERROR, "data_dir path %s is too long for a Unix socket", dir);
         if (rc != 0)
             return rc;
         snprintf(srv->redis_address, sizeof(srv->redis_address), "%s", srv->child.sock);
@@ -735,7 +359,7 @@ int fit_server_start(fit_server *srv, uv_loop_t *loop, fit_config *cfg)
         so.peer_pid_data = &srv->child;
     }
     if (fit_store_init(&srv->store, loop, &so, fit_functions_lua, fit_functions_lua_len) != 0) {
-        fprintf(stderr, "fitsyncd: bad Redis address \"%s\"\n", so.address);
+        fit_log(FIT_LOG_ERROR, "bad Redis address \"%s\"", so.address);
         return FIT_EINVALID_VALUE;
     }
     srv->ops.redis.store = &srv->store;
@@ -750,7 +374,7 @@ int fit_server_start(fit_server *srv, uv_loop_t *loop, fit_config *cfg)
         srv->origin = (uint64_t)uv_hrtime() ^ (uint64_t)getpid();
     if (fit_board_hub_init(&srv->hub, loop, &srv->ops, &so, (uint32_t)cfg->boards_tick_ms,
                            deliver_push, srv, FIT_DEV_CHANNEL, relay_in) != 0) {
-        fprintf(stderr, "fitsyncd: cannot start the leaderboard hub\n");
+        fit_log(FIT_LOG_ERROR, "cannot start the leaderboard hub");
         return FIT_EINVALID_VALUE;
     }
     srv->have_hub = 1;
@@ -758,31 +382,29 @@ int fit_server_start(fit_server *srv, uv_loop_t *loop, fit_config *cfg)
     srv->store.on_state = store_state;
     srv->store.on_state_data = srv;
 
-    int levels = LLL_ERR | LLL_WARN;
-    lws_set_log_level(levels, NULL);
     struct lws_context_creation_info info;
     memset(&info, 0, sizeof(info));
     void *foreign_loops[1] = {loop};
-    /* The staff dashboard's files (web/dashboard) and Chart.js (web/node_modules). */
+    /*
+     * The staff dashboard's files (web/dashboard) and Chart.js
+     * (web/node_modules), served by the /dashboard/ route (fit_h_http.c)
+     * rather than lws mounts, so that they answer like every other route.
+     */
     char web[FIT_PATH_MAX], absweb[FIT_PATH_MAX];
     fit_config_path(cfg, cfg->web_dir, web);
     if (realpath(web, absweb)) {
-        snprintf(srv->dashboard_dir, sizeof(srv->dashboard_dir), "%s/dashboard", absweb);
-        snprintf(srv->vendor_dir, sizeof(srv->vendor_dir), "%s/node_modules/chart.js/dist", absweb);
-        srv->mounts[0] = (struct lws_http_mount){.mount_next = &srv->mounts[1],
-                                                 .mountpoint = "/dashboard/vendor",
-                                                 .origin = srv->vendor_dir,
-                                                 .origin_protocol = LWSMPRO_FILE,
-                                                 .mountpoint_len = 17};
-        srv->mounts[1] = (struct lws_http_mount){.mountpoint = "/dashboard",
-                                                 .origin = srv->dashboard_dir,
-                                                 .def = "index.html",
-                                                 .origin_protocol = LWSMPRO_FILE,
-                                                 .mountpoint_len = 10};
-        info.mounts = &srv->mounts[0];
-    } else {
-        fprintf(stderr, "fitsyncd: no web_dir at %s: /dashboard/ is not served\n", web);
+        char dir[2 * FIT_PATH_MAX], real[PATH_MAX];
+        snprintf(dir, sizeof(dir), "%s/dashboard", absweb);
+        if (realpath(dir, real) && strlen(real) < sizeof(srv->dashboard_dir))
+            snprintf(srv->dashboard_dir, sizeof(srv->dashboard_dir), "%s", real);
+        /* Without node_modules the page is served and vendor/ answers 404. */
+        snprintf(dir, sizeof(dir), "%s/node_modules/chart.js/dist", absweb);
+        if (realpath(dir, real) && strlen(real) < sizeof(srv->vendor_dir))
+            snprintf(srv->vendor_dir, sizeof(srv->vendor_dir), "%s", real);
     }
+    if (!srv->dashboard_dir[0])
+        fit_log(FIT_LOG_WARN, "no web_dir at %s: /dashboard/ is not served", web);
+    fit_h_http_table(srv, &srv->http);
     info.port = cfg->port;
     info.iface = strcmp(cfg->host, "0.0.0.0") == 0 ? NULL : cfg->host;
     info.protocols = protocols;
@@ -798,11 +420,11 @@ int fit_server_start(fit_server *srv, uv_loop_t *loop, fit_config *cfg)
     info.pt_serv_buf_size = 32 * 1024;
     srv->ctx = lws_create_context(&info);
     if (!srv->ctx) {
-        fprintf(stderr, "fitsyncd: cannot listen on %s:%d (port in use?)\n", cfg->host, cfg->port);
+        fit_log(FIT_LOG_ERROR, "cannot listen on %s:%d (port in use?)", cfg->host, cfg->port);
         return FIT_EIO;
     }
     if (lws_get_vhost_by_name(srv->ctx, "default") == NULL) {
-        fprintf(stderr, "fitsyncd: cannot listen on %s:%d (port in use?)\n", cfg->host, cfg->port);
+        fit_log(FIT_LOG_ERROR, "cannot listen on %s:%d (port in use?)", cfg->host, cfg->port);
         return FIT_EIO;
     }
     uv_signal_start(&srv->sigint, on_signal, SIGINT);

@@ -14,6 +14,7 @@
 
 #include "fit_activity.h"
 #include "fit_config.h"
+#include "fit_http.h"
 #include "fit_board_hub.h"
 #include "fit_message.h"
 #include "fit_metrics.h"
@@ -90,7 +91,8 @@ struct fit_server {
     int have_hub;
     fit_stats_params stats;
     fit_metrics metrics;
-    struct lws_http_mount mounts[2]; /* /dashboard/vendor and /dashboard (web/) */
+    fit_http_table http; /* the HTTP routes (fit_h_http.c) */
+    /* The dashboard's files and Chart.js (realpath'd; "" when absent). */
     char dashboard_dir[FIT_PATH_MAX], vendor_dir[FIT_PATH_MAX];
     uv_timer_t stats_timer, heartbeat_timer;
     int have_staff;

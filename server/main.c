@@ -1,6 +1,7 @@
 /*
  * fitsyncd: the fitsync server. One process, one libuv loop (DESIGN.md).
  */
+#include "fit_log.h"
 #include "fit_server.h"
 
 #include <stdio.h>
@@ -28,12 +29,12 @@ int main(int argc, char **argv)
         exit_code = 1;
         fit_server_stop(&srv);
     } else {
-        fprintf(stderr,
-                "fitsyncd %s: listening on ws://%s:%d (subprotocol %s), health at "
-                "http://%s:%d/healthz\n",
+        fit_log(FIT_LOG_NOTICE,
+                "version %s, listening on ws://%s:%d (subprotocol %s), health at "
+                "http://%s:%d/healthz",
                 FITSYNC_VERSION, strcmp(cfg.host, "0.0.0.0") ? cfg.host : "127.0.0.1", cfg.port,
                 FIT_SUBPROTOCOL, strcmp(cfg.host, "0.0.0.0") ? cfg.host : "127.0.0.1", cfg.port);
-        fprintf(stderr, "fitsyncd: data in %s, Redis %s\n", cfg.data_dir,
+        fit_log(FIT_LOG_NOTICE, "data in %s, Redis %s", cfg.data_dir,
                 cfg.redis_address[0] ? cfg.redis_address : "embedded (supervised child)");
         if (cfg.demo_token) {
             char *tok = NULL;
@@ -50,8 +51,8 @@ int main(int argc, char **argv)
     /* Let lws's last handle closes run, then close the loop (foreign-loop teardown). */
     uv_run(&loop, UV_RUN_DEFAULT);
     if (uv_loop_close(&loop) != 0)
-        fprintf(stderr, "fitsyncd: warning: loop closed with handles still open\n");
+        fit_log(FIT_LOG_WARN, "loop closed with handles still open");
     fit_config_free(&cfg);
-    fprintf(stderr, "fitsyncd: stopped\n");
+    fit_log(FIT_LOG_NOTICE, "stopped");
     return exit_code;
 }

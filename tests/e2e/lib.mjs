@@ -151,6 +151,7 @@ export async function startServer(opts = {}) {
   const port = opts.port || (await freePort());
   const dataDir = opts.dataDir || tempDir();
   const env = { ...clusterEnv(), ...process.env, ...(opts.env || {}) };
+  delete env.FITSYNC_E2E_CLUSTER_DIR; // the harness's, not a setting: fitsyncd would refuse it
   let secret = opts.secret === undefined ? crypto.randomBytes(24).toString('hex') : opts.secret;
   if (secret) env.FITSYNC_TOKEN_SECRET = secret;
   else delete env.FITSYNC_TOKEN_SECRET; // fitsyncd creates DIR/token.secret

@@ -537,11 +537,17 @@ describe('staff statistics', { timeout: 110000 }, () => {
     model.member('k8').profile.district = 'sha-tin';
     // w5 deletes their account: Wan Chai falls to 4 and is suppressed.
     c = clients.get('w5');
+    const devicesBefore = (await stats()).connected_devices;
     r = await c.request({ type: 'account.delete', confirm: true });
     assert.equal(r.type, 'account.delete', JSON.stringify(r));
     model.member('w5').deleted = true;
     await c.closed;
     clients.delete('w5');
+    // The client sees the close before the server has counted it: wait for the server.
+    await waitFor(async () => (await stats()).connected_devices === devicesBefore - 1, {
+      timeout: 5000,
+      what: `connected_devices = ${devicesBefore - 1} after w5's account was deleted`,
+    });
     const { past } = await checkAll('after a move and an account deletion');
     const st = past.week_figures.by_district.find((d) => d.district === 'sha-tin');
     assert.equal(st.active_members, 5, 'Sha Tin shown after the move');
