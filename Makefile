@@ -10,7 +10,7 @@ JOBS ?= $(shell nproc)
 PORT ?= 8080
 DATA ?= data
 
-.PHONY: all setup web build run test sanitize check-valgrind fuzz bench format format-check clean
+.PHONY: all setup web build run run-cluster test sanitize check-valgrind fuzz bench format format-check clean
 
 all: build
 
@@ -33,6 +33,14 @@ build: setup $(WEB_DEPS)
 
 run: build
 	@$(BUILD)/fitsyncd --port $(PORT) --data-dir $(DATA) --demo-token
+
+# fitsyncd on a local Redis Cluster (tools/redis-cluster.sh: 3 primaries, 1 replica each,
+# in $(CLUSTER_DIR); stop it with `tools/redis-cluster.sh stop $(CLUSTER_DIR)`), 16 shards.
+CLUSTER_DIR ?= $(DATA)-cluster
+run-cluster: build
+	@tools/redis-cluster.sh start $(CLUSTER_DIR) >/dev/null
+	@FITSYNC_REDIS_CLUSTER=$$(tools/redis-cluster.sh seeds $(CLUSTER_DIR)) FITSYNC_SHARDS=$${FITSYNC_SHARDS:-16} \
+		$(BUILD)/fitsyncd --port $(PORT) --data-dir $(DATA) --demo-token
 
 test: build
 	@cd $(BUILD) && ctest --output-on-failure -j 2

@@ -50,6 +50,9 @@ static const key_spec schema[] = {
     STR_KEY("redis.address", redis_address, ""),
     STR_KEY("redis.server", redis_server, "redis-server"),
     STR_KEY("redis.conf", redis_conf, "redis.conf"),
+    STR_KEY("redis.cluster", redis_cluster, ""),
+    INT_KEY("redis.wait_replicas", redis_wait_replicas, 0, 16, "1"),
+    INT_KEY("redis.wait_timeout_ms", redis_wait_timeout_ms, 10, 60000, "1000"),
     INT_KEY("redis.connect_timeout_ms", redis_connect_timeout_ms, 10, 600000, "2000"),
     INT_KEY("redis.command_timeout_ms", redis_command_timeout_ms, 10, 600000, "5000"),
     INT_KEY("redis.reconnect_max_ms", redis_reconnect_max_ms, 100, 600000, "5000"),
@@ -413,6 +416,12 @@ int fit_config_load(fit_config *cfg, int argc, char **argv, char *err, size_t er
         (rc = set_text(cfg, find_key("data_dir"), flag_data, "flag --data-dir", err, errlen)))
         return rc;
 
+    if (cfg->redis_cluster[0] && cfg->redis_address[0]) {
+        snprintf(err, errlen,
+                 "redis.cluster and redis.address are both set: set one (a cluster's nodes, or "
+                 "one Redis)");
+        return FIT_EINVALID_VALUE;
+    }
     if (fit_offset_parse(cfg->timezone, &cfg->timezone_offset_min) != 0) {
         snprintf(err, errlen, "timezone must be a UTC offset like +08:00 (got \"%s\")",
                  cfg->timezone);

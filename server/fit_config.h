@@ -38,6 +38,9 @@ typedef struct {
     char redis_address[256]; /* "" = start the embedded redis-server */
     char redis_server[FIT_PATH_MAX];
     char redis_conf[FIT_PATH_MAX];
+    char redis_cluster[256];   /* "host:port,host:port": run on a Redis Cluster; "" = not */
+    int redis_wait_replicas;   /* cluster: replicas a write waits for (WAIT) before its ack */
+    int redis_wait_timeout_ms; /* cluster: how long WAIT waits */
     int redis_connect_timeout_ms, redis_command_timeout_ms, redis_reconnect_max_ms;
     int shards;
     char token_secret[256];

@@ -57,7 +57,26 @@ typedef struct {
     int is_current;
     int64_t offset, limit;
     int subscribe;
+    void *next; /* the session's queue of unsubscribes waiting for subscribe reads */
 } board_req;
+
+static void unsubscribe_now(board_req *b);
+
+/*
+ * A subscribe's read has finished: once none is in flight, the unsubscribes
+ * sent after them run, in order. So subscribe-then-unsubscribe sent together
+ * ends unsubscribed whichever Redis (or cluster node) answers first.
+ */
+static void board_read_done(fit_session *s)
+{
+    if (--s->board_reads > 0)
+        return;
+    while (s->unsub_queue) {
+        board_req *q = s->unsub_queue;
+        s->unsub_queue = q->next;
+        unsubscribe_now(q);
+    }
+}
 
 static board_req *board_req_new(fit_session *s, fit_request *req)
 {
@@ -79,9 +98,23 @@ static void board_req_free(board_req *b)
     free(b);
 }
 
+static void top_reply_inner(int err, const fit_board_entry *e, size_t n, int64_t size,
+                            board_req *b);
+
 static void top_reply(int err, const fit_board_entry *e, size_t n, int64_t size, void *data)
 {
     board_req *b = data;
+    fit_session *s = b->p->s;
+    int subscribe = b->subscribe;
+    fit_session_ref(s); /* b (and its reference) is freed inside */
+    top_reply_inner(err, e, n, size, b);
+    if (subscribe)
+        board_read_done(s);
+    fit_session_unref(s);
+}
+
+static void top_reply_inner(int err, const fit_board_entry *e, size_t n, int64_t size, board_req *b)
+{
     fit_session *s = b->p->s;
     const char *re = fit_pending_re(b->p);
     if (err == FIT_EFORBIDDEN || err == FIT_ENOT_FOUND) {
@@ -153,6 +186,8 @@ static void board_top_request(fit_session *s, fit_request *req, int subscribe)
     b->offset = offset;
     b->limit = limit;
     b->subscribe = subscribe;
+    if (subscribe)
+        s->board_reads++; /* before the call: its reply may come at any time after */
     int rc = name.event ? fit_event_board_top(&s->srv->ops, resolved, (size_t)offset, (size_t)limit,
                                               public_only(s, &name), top_reply, b)
                         : fit_board_top(&s->srv->ops, resolved, (size_t)offset, (size_t)limit,
@@ -160,6 +195,8 @@ static void board_top_request(fit_session *s, fit_request *req, int subscribe)
     if (rc) {
         fit_reply_op_error(s, req->id, rc, "");
         board_req_free(b);
+        if (subscribe)
+            board_read_done(s);
     }
 }
 
@@ -188,15 +225,10 @@ static void unsubscribe_now(board_req *b)
     board_req_free(b);
 }
 
-static void unsubscribe_after(redisReply *r, const char *errstr, void *data)
-{
-    unsubscribe_now(data);
-}
-
 /*
- * A subscribe sent just before is still reading its snapshot from Redis; so
- * that it is registered (and answered) first, the unsubscribe waits for a PING
- * queued behind that read on the same connection.
+ * A subscribe sent just before may still be reading its snapshot from Redis;
+ * so that it is registered (and answered) first, the unsubscribe waits until
+ * the session's subscribe reads are done (board_read_done).
  */
 void fit_h_leaderboard_unsubscribe(fit_session *s, fit_request *req)
 {
@@ -207,10 +239,14 @@ void fit_h_leaderboard_unsubscribe(fit_session *s, fit_request *req)
     board_req *b = board_req_new(s, req);
     if (!b)
         return;
-    const char *argv[] = {"PING"};
-    if (fit_redis_command(&s->srv->ops.redis, FIT_REDIS_IDEMPOTENT, unsubscribe_after, b, 1, argv,
-                          NULL) != 0)
+    if (s->board_reads == 0) {
         unsubscribe_now(b);
+        return;
+    }
+    board_req **q = (board_req **)&s->unsub_queue;
+    while (*q)
+        q = (board_req **)&(*q)->next;
+    *q = b;
 }
 
 static void rank_reply(int err, const fit_rank *rk, void *data)

@@ -20,7 +20,7 @@
 static int handle_healthz(fit_http_request *req)
 {
     fit_server *srv = req->data;
-    int up = fit_store_ready(&srv->store);
+    int up = fit_redis_ready(&srv->ops.redis);
     return fit_http_reply_json(
         req->conn, req->wsi, up ? HTTP_STATUS_OK : HTTP_STATUS_SERVICE_UNAVAILABLE,
         json_pack("{s:s, s:s, s:s, s:s}", "status", up ? "ok" : "degraded", "redis",
@@ -55,12 +55,29 @@ static int handle_metrics(fit_http_request *req)
     fprintf(f,
             "# HELP fitsync_redis_up 1 when Redis is connected and the Functions loaded.\n"
             "# TYPE fitsync_redis_up gauge\nfitsync_redis_up %d\n",
-            fit_store_ready(&srv->store));
+            fit_redis_ready(&srv->ops.redis));
     fprintf(f,
             "# HELP fitsync_redis_reconnects_total Connections to Redis lost.\n"
             "# TYPE fitsync_redis_reconnects_total counter\n"
             "fitsync_redis_reconnects_total %llu\n",
-            (unsigned long long)srv->store.reconnects);
+            (unsigned long long)(srv->have_cluster ? fit_cluster_reconnects(&srv->cluster)
+                                                   : srv->store.reconnects));
+    if (srv->have_cluster)
+        fprintf(
+            f,
+            "# HELP fitsync_redis_cluster_redirects_total MOVED and ASK redirections followed.\n"
+            "# TYPE fitsync_redis_cluster_redirects_total counter\n"
+            "fitsync_redis_cluster_redirects_total %llu\n"
+            "# HELP fitsync_redis_cluster_retries_total Calls sent again (TRYAGAIN, "
+            "CLUSTERDOWN, a lost connection).\n"
+            "# TYPE fitsync_redis_cluster_retries_total counter\n"
+            "fitsync_redis_cluster_retries_total %llu\n"
+            "# HELP fitsync_redis_cluster_waits_short_total Writes fewer replicas confirmed "
+            "than redis.wait_replicas.\n"
+            "# TYPE fitsync_redis_cluster_waits_short_total counter\n"
+            "fitsync_redis_cluster_waits_short_total %llu\n",
+            (unsigned long long)srv->cluster.redirects, (unsigned long long)srv->cluster.retries,
+            (unsigned long long)srv->cluster.waits_short);
     fprintf(f,
             "# HELP fitsync_redis_child_restarts_total Embedded redis-server restarts.\n"
             "# TYPE fitsync_redis_child_restarts_total counter\n"
@@ -75,7 +92,10 @@ static int handle_metrics(fit_http_request *req)
             "fitsync_leaderboard_pushes_total %llu\n",
             (unsigned long long)srv->hub.reads, (unsigned long long)srv->hub.pushes);
     fit_metrics_write(&srv->metrics, f);
-    fit_store_latency_write(&srv->store, f);
+    if (srv->have_cluster)
+        fit_cluster_latency_write(&srv->cluster, f);
+    else
+        fit_store_latency_write(&srv->store, f);
     if (fclose(f) != 0) {
         free(buf);
         buf = NULL; /* answered 500, never a cut-off 200 */

@@ -130,6 +130,21 @@ static void store_state(fit_store *store, fit_store_state st, void *data)
     }
 }
 
+/* The Redis Cluster became ready (every slot's primary connected) or stopped being so. */
+static void cluster_state(fit_cluster *c, int ready, void *data)
+{
+    fit_server *srv = data;
+    if (ready) {
+        fit_log(FIT_LOG_NOTICE,
+                "Redis Cluster ready: every slot's primary connected, Functions library loaded");
+        srv->redis_outage_logged = 0;
+    } else if (!srv->redis_outage_logged) {
+        fit_log(FIT_LOG_WARN, "Redis Cluster not fully available (a primary lost or a slot "
+                              "without one); calls wait and retry");
+        srv->redis_outage_logged = 1;
+    }
+}
+
 /* ---- per-user pushes, relayed between processes ---- */
 
 typedef struct {
@@ -231,6 +246,8 @@ static void finish_stop(fit_server *srv)
     srv->have_hub = 0;
     if (srv->store.loop)
         fit_store_close(&srv->store, NULL);
+    if (srv->have_cluster)
+        fit_cluster_close(&srv->cluster, NULL);
     if (srv->have_child)
         fit_redis_child_stop(&srv->child, NULL);
     uv_close((uv_handle_t *)&srv->sigint, handle_closed);
@@ -325,7 +342,10 @@ int fit_server_start(fit_server *srv, uv_loop_t *loop, fit_config *cfg)
         return FIT_EIO;
     }
 
-    if (cfg->redis_address[0]) {
+    if (cfg->redis_cluster[0]) {
+        /* The pub/sub connection tries the cluster's nodes in turn (fit_store.h). */
+        snprintf(srv->redis_address, sizeof(srv->redis_address), "%s", cfg->redis_cluster);
+    } else if (cfg->redis_address[0]) {
         snprintf(srv->redis_address, sizeof(srv->redis_address), "%s", cfg->redis_address);
     } else {
         char dir[FIT_PATH_MAX], conf[FIT_PATH_MAX];
@@ -358,11 +378,28 @@ int fit_server_start(fit_server *srv, uv_loop_t *loop, fit_config *cfg)
         so.peer_pid = child_pid;
         so.peer_pid_data = &srv->child;
     }
-    if (fit_store_init(&srv->store, loop, &so, fit_functions_lua, fit_functions_lua_len) != 0) {
-        fit_log(FIT_LOG_ERROR, "bad Redis address \"%s\"", so.address);
-        return FIT_EINVALID_VALUE;
+    if (cfg->redis_cluster[0]) {
+        if (fit_cluster_init(&srv->cluster, loop, cfg->redis_cluster, &so, fit_functions_lua,
+                             fit_functions_lua_len) != 0) {
+            fit_log(FIT_LOG_ERROR, "bad redis.cluster \"%s\" (1..8 host:port, comma-separated)",
+                    cfg->redis_cluster);
+            return FIT_EINVALID_VALUE;
+        }
+        srv->have_cluster = 1;
+        srv->cluster.wait_replicas = cfg->redis_wait_replicas;
+        srv->cluster.wait_timeout_ms = (uint32_t)cfg->redis_wait_timeout_ms;
+        srv->cluster.on_state = cluster_state;
+        srv->cluster.on_state_data = srv;
+        srv->ops.redis.cluster = &srv->cluster;
+    } else {
+        if (fit_store_init(&srv->store, loop, &so, fit_functions_lua, fit_functions_lua_len) != 0) {
+            fit_log(FIT_LOG_ERROR, "bad Redis address \"%s\"", so.address);
+            return FIT_EINVALID_VALUE;
+        }
+        srv->ops.redis.store = &srv->store;
+        srv->store.on_state = store_state;
+        srv->store.on_state_data = srv;
     }
-    srv->ops.redis.store = &srv->store;
     srv->ops.shards = (unsigned)cfg->shards;
     srv->ops.window_ms = (int64_t)cfg->sync_window_days * 86400000LL;
     srv->ops.who = &cfg->who;
@@ -379,8 +416,6 @@ int fit_server_start(fit_server *srv, uv_loop_t *loop, fit_config *cfg)
     }
     srv->have_hub = 1;
     fit_staff_start(srv);
-    srv->store.on_state = store_state;
-    srv->store.on_state_data = srv;
 
     struct lws_context_creation_info info;
     memset(&info, 0, sizeof(info));

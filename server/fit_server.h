@@ -59,6 +59,8 @@ struct fit_session {
     fit_outmsg *qhead, *qtail;
     size_t qbytes;
     int nsubs;          /* leaderboard subscriptions */
+    int board_reads;    /* leaderboard.subscribe reads in flight (fit_h_boards.c) */
+    void *unsub_queue;  /* leaderboard.unsubscribe waiting for them, oldest first */
     double rate_tokens; /* token bucket (config rate.*) */
     uint64_t rate_last_ms;
     int rate_started;
@@ -98,6 +100,8 @@ struct fit_server {
     int have_staff;
     fit_redis_child child;
     int have_child;
+    fit_cluster cluster; /* redis.cluster set: the Redis Cluster client (no embedded Redis) */
+    int have_cluster;
     char redis_address[512];
     uv_signal_t sigint, sigterm;
     uv_timer_t drain_timer;

@@ -34,8 +34,11 @@ int main(int argc, char **argv)
                 "http://%s:%d/healthz",
                 FITSYNC_VERSION, strcmp(cfg.host, "0.0.0.0") ? cfg.host : "127.0.0.1", cfg.port,
                 FIT_SUBPROTOCOL, strcmp(cfg.host, "0.0.0.0") ? cfg.host : "127.0.0.1", cfg.port);
-        fit_log(FIT_LOG_NOTICE, "data in %s, Redis %s", cfg.data_dir,
-                cfg.redis_address[0] ? cfg.redis_address : "embedded (supervised child)");
+        fit_log(FIT_LOG_NOTICE, "data in %s, Redis %s%s", cfg.data_dir,
+                cfg.redis_cluster[0] ? "Cluster " : "",
+                cfg.redis_cluster[0]   ? cfg.redis_cluster
+                : cfg.redis_address[0] ? cfg.redis_address
+                                       : "embedded (supervised child)");
         if (cfg.demo_token) {
             char *tok = NULL;
             if (fit_token_mint("demo", "member", (int64_t)time(NULL) + 7 * 86400, NULL, srv.secret,

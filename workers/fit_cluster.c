@@ -247,6 +247,12 @@ static void tick(uv_timer_t *t)
         list = r->next;
         dispatch(r);
     }
+    int ready = fit_cluster_ready(c);
+    if (ready != c->was_ready) {
+        c->was_ready = ready;
+        if (c->on_state)
+            c->on_state(c, ready, c->on_state_data);
+    }
 }
 
 /* ---- commands ---- */
@@ -489,6 +495,33 @@ int fit_cluster_ready(const fit_cluster *c)
             return 0;
     }
     return 1;
+}
+
+void fit_cluster_latency_write(const fit_cluster *c, FILE *f)
+{
+    static fit_store sum; /* only its histogram fields are read; the loop is single-threaded */
+    memset(sum.lat_buckets, 0, sizeof(sum.lat_buckets));
+    sum.lat_count = 0;
+    sum.lat_sum_s = 0;
+    for (int i = 0; i < c->nnodes; i++) {
+        const fit_store *s = c->nodes[i] ? &c->nodes[i]->store : NULL;
+        if (!s)
+            continue;
+        for (size_t b = 0; b < sizeof(sum.lat_buckets) / sizeof(sum.lat_buckets[0]); b++)
+            sum.lat_buckets[b] += s->lat_buckets[b];
+        sum.lat_count += s->lat_count;
+        sum.lat_sum_s += s->lat_sum_s;
+    }
+    fit_store_latency_write(&sum, f);
+}
+
+uint64_t fit_cluster_reconnects(const fit_cluster *c)
+{
+    uint64_t n = 0;
+    for (int i = 0; i < c->nnodes; i++)
+        if (c->nodes[i])
+            n += c->nodes[i]->store.reconnects;
+    return n;
 }
 
 void fit_cluster_refresh(fit_cluster *c)

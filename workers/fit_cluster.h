@@ -74,6 +74,10 @@ typedef struct fit_cluster {
     uint32_t wait_timeout_ms;
     int closing, handles;
     void (*on_closed)(struct fit_cluster *c);
+    /* Called (from the timer) when fit_cluster_ready changes; may be NULL. */
+    void (*on_state)(struct fit_cluster *c, int ready, void *data);
+    void *on_state_data;
+    int was_ready;
 } fit_cluster;
 
 /*
@@ -101,6 +105,12 @@ int fit_cluster_command(fit_cluster *c, const char *key, size_t keylen, int flag
 
 /* 1 when every slot has a primary whose connection is ready (Functions loaded). */
 int fit_cluster_ready(const fit_cluster *c);
+
+/* The command latency histogram summed over the primaries' connections (Prometheus text). */
+void fit_cluster_latency_write(const fit_cluster *c, FILE *f);
+
+/* Connections to primaries lost since start, summed over the nodes (for /metrics). */
+uint64_t fit_cluster_reconnects(const fit_cluster *c);
 
 /* Asks for the slot map again (after a failover seen from outside, say). */
 void fit_cluster_refresh(fit_cluster *c);

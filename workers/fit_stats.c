@@ -86,6 +86,11 @@ static json_t *segment(const json_t *sums, const char *seg, int k)
     return o;
 }
 
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
 static json_t *build(stats_ctx *c)
 {
     const fit_stats_params *p = c->prm;
@@ -128,11 +133,22 @@ static json_t *build(stats_ctx *c)
         json_array_append_new(
             upm, json_pack("{s:s, s:I}", "minute", t, "uploads", (json_int_t)c->upm[i]));
     }
+    /* Events by id: the shards answer in any order (in a cluster, from several nodes). */
     json_t *events = json_array();
     const char *id;
     json_t *e;
+    size_t nev = json_object_size(c->events), nid = 0;
+    const char **ids = malloc((nev ? nev : 1) * sizeof(*ids));
     json_object_foreach(c->events, id, e)
     {
+        if (ids)
+            ids[nid++] = id;
+    }
+    if (ids)
+        qsort(ids, nid, sizeof(*ids), cmp_str);
+    for (size_t i = 0; i < nid; i++) {
+        id = ids[i];
+        e = json_object_get(c->events, id);
         json_t *o = json_deep_copy(e);
         json_object_set_new(o, "event", json_string(id));
         json_object_set_new(o, "participants",
@@ -140,6 +156,7 @@ static json_t *build(stats_ctx *c)
                                          (json_integer_value(json_object_get(e, "teams")))));
         json_array_append_new(events, o);
     }
+    free(ids);
     int64_t devices = 0;
     json_object_foreach(c->conns, id, e)
     {

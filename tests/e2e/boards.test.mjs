@@ -52,6 +52,8 @@ import {
   isoWeek,
   weekMonday,
   at,
+  onlyOneRedis,
+  embeddedOnly,
 } from './lib.mjs';
 
 /* ------------------------------------------------------------------ */
@@ -349,7 +351,7 @@ describe('leaderboards across two fitsyncd processes sharing one Redis', () => {
     await redis?.stop();
   });
 
-  it('both use the one Redis and listen on its "fit:lb" channel', () => {
+  it('both use the one Redis and listen on its "fit:lb" channel', { skip: embeddedOnly }, () => {
     assert.deepEqual(a.redisPids(), [], 'no embedded redis-server');
     assert.deepEqual(b.redisPids(), [], 'no embedded redis-server');
     assert.deepEqual(redis.cli('PUBSUB', 'NUMSUB', 'fit:lb').split('\n'), ['fit:lb', '2']);
@@ -910,7 +912,7 @@ describe('coalescing (tick 1000 ms)', () => {
 
 /* ------------------------------------------------------------------ */
 
-describe('shards = 4 gives the same boards as shards = 1', () => {
+describe('shards = 4 gives the same boards as shards = 1', { skip: onlyOneRedis }, () => {
   let one, four;
   before(async () => {
     [one, four] = await Promise.all([
@@ -1152,7 +1154,7 @@ async function drive(big, reader, paused, { extraMs = 1500, stop }) {
   return st;
 }
 
-describe('slow consumers (tick 50 ms)', () => {
+describe('slow consumers (tick 50 ms)', { skip: onlyOneRedis }, () => {
   let tight, roomy; // max_queue_bytes 65536 (the minimum) and 4 MB (the default)
   let bigTight, bigRoomy;
   const TICK = 50;

@@ -27,7 +27,7 @@
 
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer, connect, sleep, MIN, rfc3339, localDate, addDays, at } from './lib.mjs';
+import { startServer, connect, sleep, MIN, rfc3339, localDate, addDays, at, onlyOneRedis } from './lib.mjs';
 
 const OFF = 8 * 60; // config/fitsync.json "timezone": "+08:00"
 const FAST = { FITSYNC_RATE_MESSAGES_PER_S: '100000', FITSYNC_RATE_BURST: '100000' };
@@ -758,7 +758,7 @@ describe('virtual challenges on one process', () => {
 
 /* ------------------------------------------------------------------ */
 
-describe('challenge boards with 1 and 4 shards', () => {
+describe('challenge boards with 1 and 4 shards', { skip: onlyOneRedis }, () => {
   let s1, s4;
   const clients = [];
   before(async () => {

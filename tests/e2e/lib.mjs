@@ -150,12 +150,16 @@ export function tokenClaims(token) {
 export async function startServer(opts = {}) {
   const port = opts.port || (await freePort());
   const dataDir = opts.dataDir || tempDir();
-  const env = { ...clusterEnv(), ...process.env, ...(opts.env || {}) };
+  let extra = opts.args || [];
+  const sharing = !!opts.env?.FITSYNC_REDIS_ADDRESS || extra.includes('--redis');
+  if (CLUSTER_DIR) extra = extra.filter((a, i) => a !== '--redis' && extra[i - 1] !== '--redis');
+  const env = { ...clusterEnv(sharing), ...process.env, ...(opts.env || {}) };
   delete env.FITSYNC_E2E_CLUSTER_DIR; // the harness's, not a setting: fitsyncd would refuse it
+  if (CLUSTER_DIR) delete env.FITSYNC_REDIS_ADDRESS; // "share another server's Redis": the cluster
   let secret = opts.secret === undefined ? crypto.randomBytes(24).toString('hex') : opts.secret;
   if (secret) env.FITSYNC_TOKEN_SECRET = secret;
   else delete env.FITSYNC_TOKEN_SECRET; // fitsyncd creates DIR/token.secret
-  const args = ['--port', String(port), '--data-dir', dataDir, ...(opts.args || [])];
+  const args = ['--port', String(port), '--data-dir', dataDir, ...extra];
   const proc = spawn(FITSYNCD, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
   const server = new Server(proc, port, dataDir, secret, opts.keepDataDir);
   live.add(server);
@@ -173,14 +177,31 @@ export async function startServer(opts = {}) {
  * Redis Cluster mode (CTest label "cluster"): FITSYNC_E2E_CLUSTER_DIR names a
  * cluster started by tools/redis-cluster.sh. Every server of the test process
  * then runs against it (FITSYNC_REDIS_CLUSTER = its nodes, 16 logical shards
- * so that members spread over every primary), and the first server of the
- * process starts from an empty cluster (FLUSHALL on each primary; the test
- * files of this label hold the cluster one at a time).
+ * so that members spread over every primary), and each server starts from an
+ * empty cluster (FLUSHALL on each primary; the test files of this label hold
+ * the cluster one at a time) unless it was asked to share another server's
+ * Redis (opts.env.FITSYNC_REDIS_ADDRESS): then it shares the cluster.
+ * Tests that need two separate Redis at once skip themselves (onlyOneRedis).
  */
 export const CLUSTER_DIR = process.env.FITSYNC_E2E_CLUSTER_DIR || '';
 export const clusterPorts = () =>
   CLUSTER_DIR ? fs.readFileSync(path.join(CLUSTER_DIR, 'ports'), 'utf8').split(/\s+/).filter(Boolean).map(Number) : [];
-let clusterFlushed = false;
+
+/* The logical shards servers run with (FITSYNC_SHARDS; 16 in cluster mode, else 1). */
+export const SHARDS = Number(process.env.FITSYNC_SHARDS || (CLUSTER_DIR ? 16 : 1));
+
+/* A member's logical shard, as workers/fit_store.c computes it: FNV-1a 32 of the id, mod shards. */
+export function shardOf(id, shards = SHARDS) {
+  let h = 2166136261;
+  for (const b of Buffer.from(id, 'utf8')) {
+    h ^= b;
+    h = Math.imul(h, 16777619) >>> 0;
+  }
+  return shards > 1 ? h % shards : 0;
+}
+
+/* A member's Redis key: fit:{sN}:u:<user>/<suffix>. */
+export const userKey = (user, suffix) => `fit:{s${shardOf(user)}}:u:${user}/${suffix}`;
 
 /* The primaries' ports now (they change with failovers). */
 export function clusterPrimaries() {
@@ -193,13 +214,16 @@ export function clusterPrimaries() {
   });
 }
 
-function clusterEnv() {
+/* node:test's skip option for a test that needs two separate Redis at once. */
+export const onlyOneRedis = CLUSTER_DIR ? 'needs two separate Redis; one cluster is shared' : false;
+/* node:test's skip option for a test of the embedded (or its own) redis-server itself. */
+export const embeddedOnly = CLUSTER_DIR ? 'tests a single redis-server of its own' : false;
+
+function clusterEnv(sharing) {
   if (!CLUSTER_DIR) return {};
-  if (!clusterFlushed) {
+  if (!sharing)
     for (const p of clusterPrimaries()) execFileSync('redis-cli', ['-p', String(p), 'flushall'], { timeout: 10000 });
-    clusterFlushed = true;
-  }
-  return { FITSYNC_REDIS_CLUSTER: clusterPorts().map((p) => `127.0.0.1:${p}`).join(','), FITSYNC_SHARDS: '16' };
+  return { FITSYNC_REDIS_CLUSTER: clusterPorts().map((p) => `127.0.0.1:${p}`).join(','), FITSYNC_SHARDS: String(SHARDS) };
 }
 
 /* Servers not yet stopped: killed (synchronously) if the test process exits without stopping them. */

@@ -32,6 +32,7 @@ import {
   waitFor,
   withTimeout,
   dayModel,
+  embeddedOnly,
 } from './lib.mjs';
 
 /* ------------------------------------------------------------------ */
@@ -807,7 +808,7 @@ describe('fitsync.v1', () => {
     });
   });
 
-  describe('Redis outage and graceful stop', () => {
+  describe('Redis outage and graceful stop', { skip: embeddedOnly }, () => {
     let srv2;
     before(async () => {
       srv2 = await startServer({ secret: '' }); // secret created in DATA/token.secret
