@@ -7,6 +7,8 @@
 #   tools/redis-cluster.sh stop DIR     stop every node started in DIR (SHUTDOWN, then SIGKILL)
 #   tools/redis-cluster.sh status DIR   cluster_state and the nodes, one line each
 #   tools/redis-cluster.sh seeds DIR    the seed list (host:port,host:port,...)
+#   tools/redis-cluster.sh wait DIR     until cluster_state is ok everywhere and every replica
+#                                       is in sync with its primary (after a node restarts)
 #
 # Environment: CLUSTER_PRIMARIES (3), CLUSTER_REPLICAS (1 per primary),
 # CLUSTER_NODE_TIMEOUT_MS (2000), CLUSTER_HOST (127.0.0.1).
@@ -85,14 +87,30 @@ start() {
         { cat "$dir/create.log" >&2; die "redis-cli --cluster create failed"; }
     for _ in $(seq 1 200); do cluster_ok && break; sleep 0.1; done
     cluster_ok || die "cluster_state is not ok after 20 s"
-    # Every replica attached (the failover test needs one per primary).
-    for _ in $(seq 1 200); do
-        local slaves
-        slaves=$(cli "$(head -1 "$dir/ports")" cluster nodes | grep -c slave || true)
-        ((slaves >= primaries * replicas)) && break
+    settle
+    seeds
+}
+
+# Every replica attached and in sync (WAIT counts only those), cluster_state ok on every node.
+replicas_synced() {
+    local p info slaves=0
+    for p in $(ports); do
+        info=$(cli "$p" info replication 2>/dev/null | tr -d '\r') || return 1
+        if grep -q '^role:slave' <<<"$info"; then
+            grep -q '^master_link_status:up' <<<"$info" || return 1
+            grep -q '^master_sync_in_progress:0' <<<"$info" || return 1
+            slaves=$((slaves + 1))
+        fi
+    done
+    ((slaves >= primaries * replicas))
+}
+
+settle() {
+    for _ in $(seq 1 300); do
+        cluster_ok && replicas_synced && return 0
         sleep 0.1
     done
-    seeds
+    die "the cluster did not settle in 30 s (cluster_state, replicas in sync)"
 }
 
 stop() {
@@ -123,5 +141,6 @@ start) start ;;
 stop) stop ;;
 status) status ;;
 seeds) seeds ;;
-*) die "unknown command $cmd (start, stop, status, seeds)" ;;
+wait) settle ;;
+*) die "unknown command $cmd (start, stop, status, seeds, wait)" ;;
 esac

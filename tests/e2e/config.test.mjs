@@ -76,7 +76,7 @@ describe('settings', () => {
       ['FITSYNC_MAX_BODY_BYTES', 'FITSYNC_HTTP_MAX_BODY_BYTES', 'http.max_body_bytes'],
       ['FITSYNC_RATE_BRUST', 'FITSYNC_RATE_BURST', 'rate.burst'],
       ['FITSYNC_LOG_FORMAT', null, null],
-      ['FITSYNC_REDIS_CLUSTR', null, null],
+      ['FITSYNC_REDIS_CLUSTR', 'FITSYNC_REDIS_CLUSTER', 'redis.cluster'],
       ['FITSYNC_', null, null],
     ];
     for (const [name, near, key] of cases) {

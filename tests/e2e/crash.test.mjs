@@ -43,6 +43,7 @@ import {
   addDays,
   isoWeek,
   dayModel,
+  RetryingClient,
 } from './lib.mjs';
 
 const OFF = 8 * 60;
@@ -70,60 +71,6 @@ function plannedSession(u, i) {
   };
 }
 
-/*
- * A phone with an offline queue: uploads its sessions in batches, and after a
- * lost connection reconnects (backoff 50..800 ms) and resends everything not
- * yet acknowledged. acked: client_id -> status of the first success.
- */
-class RetryingClient {
-  constructor(url, token, sessions) {
-    this.url = url;
-    this.token = token;
-    this.queue = sessions.map((s) => s.item);
-    this.acked = new Map();
-    this.resent = 0;
-    this.reconnects = 0;
-    this.stopped = false;
-  }
-
-  get done() {
-    return this.acked.size === this.queue.length;
-  }
-
-  async run() {
-    let backoff = 50;
-    while (!this.stopped && !this.done) {
-      let c;
-      try {
-        c = await connect(this.url, { timeout: 2000 });
-        const w = await c.request({ type: 'hello', token: this.token, device_id: 'phone' }, 3000);
-        if (w.type !== 'welcome') throw new Error(JSON.stringify(w));
-        backoff = 50;
-        while (!this.stopped && !this.done) {
-          const batch = this.queue.filter((a) => !this.acked.has(a.client_id)).slice(0, 4);
-          const r = await c.request({ type: 'activity.upload', activities: batch }, 5000);
-          if (r.type !== 'activity.upload') throw new Error(JSON.stringify(r));
-          r.results.forEach((res, i) => {
-            if (res.status === 'created' || res.status === 'duplicate') {
-              if (!this.acked.has(batch[i].client_id)) this.acked.set(batch[i].client_id, res.status);
-              if (res.status === 'duplicate') this.resent++;
-            } else if (!res.retryable) {
-              throw new Error(`item refused for good: ${JSON.stringify(res)}`);
-            }
-          });
-          await sleep(5);
-        }
-      } catch (e) {
-        if (/refused for good/.test(e.message)) throw e;
-        this.reconnects++;
-        await sleep(backoff + Math.random() * backoff);
-        backoff = Math.min(800, backoff * 2);
-      } finally {
-        if (c) c.close();
-      }
-    }
-  }
-}
 
 /* redis-server processes whose working directory is dir (zombies skipped). */
 function redisOn(dir) {

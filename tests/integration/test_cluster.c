@@ -417,6 +417,10 @@ static void test_failover(void **state)
         "--cluster-require-full-coverage no",
         cluster_dir, victim, victim, cluster_dir, victim, pidfile, cluster_dir, victim);
     assert_int_equal(system(cmd), 0);
+    /* Back as a replica of the new primary, in sync, before the next test. */
+    snprintf(cmd, sizeof(cmd), "%s/tools/redis-cluster.sh wait %s", FITSYNC_SOURCE_DIR,
+             cluster_dir);
+    assert_int_equal(system(cmd), 0);
 }
 
 int main(int argc, char **argv)
