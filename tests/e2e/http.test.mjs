@@ -354,6 +354,18 @@ describe('HTTP: every request gets an answer', () => {
     assert.equal((await srv.health()).status, 200);
   });
 
+  it('headers of 7 KB (a long token) are read; past 8192 bytes the connection closes', async () => {
+    const ok = await raw(srv.port, `GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: ${'p'.repeat(7000)}\r\n\r\n`);
+    assert.deepEqual(statusLines(ok.text), ['HTTP/1.1 200'], ok.text.slice(0, 300));
+    const big = await raw(srv.port, `GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: ${'p'.repeat(9000)}\r\n\r\n`, 2000);
+    assert.deepEqual(statusLines(big.text), []);
+    assert.ok(big.closed, 'over the header limit lws closes the connection');
+    const staffLong = await fetch(`http://127.0.0.1:${srv.port}/api/v1/stats`, {
+      headers: { authorization: `Bearer ${staff}`, 'x-pad': 'q'.repeat(3000) },
+    });
+    assert.equal(staffLong.status, 200);
+  });
+
   it('wrong methods on token routes are 405 before any token check; OPTIONS lists the methods', async () => {
     const r = await fetch(`http://127.0.0.1:${srv.port}/api/v1/stats.csv`, { method: 'DELETE' });
     assert.equal(r.status, 405);
