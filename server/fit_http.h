@@ -56,6 +56,14 @@ typedef enum {
 /* A role bit for fit_http_route.roles: FIT_HTTP_ROLE(FIT_ROLE_STAFF). */
 #define FIT_HTTP_ROLE(r) (1u << (r))
 
+/*
+ * The most a request line and its headers may take (lws's header buffer,
+ * max_http_header_data; lws's default of 4096 would not hold a bearer
+ * token of FIT_TOKEN_MAX bytes). Over it libwebsockets closes the
+ * connection without an answer; fitsyncd never sees the request.
+ */
+#define FIT_HTTP_HEADER_BYTES (FIT_TOKEN_MAX + 4096)
+
 /* Room for an answer's headers (lws adds its security headers: about 400 bytes). */
 #define FIT_HTTP_HEADERS_MAX 2048
 

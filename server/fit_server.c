@@ -453,6 +453,7 @@ int fit_server_start(fit_server *srv, uv_loop_t *loop, fit_config *cfg)
                                          .secs_since_valid_hangup = 40};
     info.retry_and_idle_policy = &retry;
     info.pt_serv_buf_size = 32 * 1024;
+    info.max_http_header_data = FIT_HTTP_HEADER_BYTES;
     srv->ctx = lws_create_context(&info);
     if (!srv->ctx) {
         fit_log(FIT_LOG_ERROR, "cannot listen on %s:%d (port in use?)", cfg->host, cfg->port);

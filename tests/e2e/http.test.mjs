@@ -283,6 +283,28 @@ describe('HTTP: every request gets an answer', () => {
     assert.equal((await srv.health()).status, 200);
   });
 
+  it('after a 413, a client still trickling the refused body is cut off about 10 s after the answer', async () => {
+    const s = net.connect(srv.port, '127.0.0.1');
+    await new Promise((r) => s.on('connect', r));
+    let text = '';
+    let answeredAt = 0;
+    s.on('data', (d) => {
+      text += d.toString('latin1');
+      if (!answeredAt && /\r\n\r\n/.test(text)) answeredAt = Date.now();
+    });
+    const closed = new Promise((r) => s.on('close', () => r(Date.now())));
+    s.on('error', () => {});
+    s.write(`POST /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: ${100 * LIMIT}\r\n\r\n`);
+    const drip = setInterval(() => s.writable && s.write('z'.repeat(10)), 250);
+    const end = await Promise.race([closed, new Promise((r) => setTimeout(() => r(0), 20000))]);
+    clearInterval(drip);
+    s.destroy();
+    assert.match(text, /^HTTP\/1\.1 413 /);
+    assert.ok(end, 'the connection was still open 20 s after the 413');
+    const after = (end - answeredAt) / 1000;
+    assert.ok(after >= 9 && after < 13, `closed ${after.toFixed(1)} s after the answer`);
+  });
+
   it('curl: a second request on the same connection after a POST with a body', () => {
     const file = path.join(tmp, 'post.bin');
     fs.writeFileSync(file, Buffer.alloc(40000, 0x64));
@@ -330,6 +352,18 @@ describe('HTTP: every request gets an answer', () => {
       assert.ok(r.closed, `${status}: the connection should close after the answer`);
     }
     assert.equal((await srv.health()).status, 200);
+  });
+
+  it('headers of 7 KB (a long token) are read; past 8192 bytes the connection closes', async () => {
+    const ok = await raw(srv.port, `GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: ${'p'.repeat(7000)}\r\n\r\n`);
+    assert.deepEqual(statusLines(ok.text), ['HTTP/1.1 200'], ok.text.slice(0, 300));
+    const big = await raw(srv.port, `GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: ${'p'.repeat(9000)}\r\n\r\n`, 2000);
+    assert.deepEqual(statusLines(big.text), []);
+    assert.ok(big.closed, 'over the header limit lws closes the connection');
+    const staffLong = await fetch(`http://127.0.0.1:${srv.port}/api/v1/stats`, {
+      headers: { authorization: `Bearer ${staff}`, 'x-pad': 'q'.repeat(3000) },
+    });
+    assert.equal(staffLong.status, 200);
   });
 
   it('wrong methods on token routes are 405 before any token check; OPTIONS lists the methods', async () => {
