@@ -207,7 +207,12 @@ export const userKey = (user, suffix) => `fit:{s${shardOf(user)}}:u:${user}/${su
 export function clusterPrimaries() {
   return clusterPorts().filter((p) => {
     try {
-      return /^role:master/m.test(execFileSync('redis-cli', ['-p', String(p), 'info', 'replication'], { encoding: 'utf8', timeout: 5000 }));
+      const info = execFileSync('redis-cli', ['-p', String(p), 'info', 'replication'], {
+        encoding: 'utf8',
+        timeout: 5000,
+        stdio: ['ignore', 'pipe', 'ignore'], // a node that is down says so on stderr
+      });
+      return /^role:master/m.test(info);
     } catch {
       return false;
     }
