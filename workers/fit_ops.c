@@ -75,8 +75,8 @@ static void args_ctx(args_t *a, const fit_ops *ops)
     fit_ops_current_week(ops, now - (int64_t)ops->board_keep_weeks * 7 * FIT_MS_PER_DAY, mw);
     /* Boards live while their week is kept, plus a week of grace. */
     long long ttl = ((long long)ops->board_keep_weeks + 2) * 7 * FIT_MS_PER_DAY;
-    argf(a, "{\"w\":%lld,\"b\":\"%s\",\"t\":%lld,\"mw\":\"%s\",\"who\":%s}",
-         (long long)ops->window_ms, ops->age_bands, ttl, mw,
+    argf(a, "{\"w\":%lld,\"b\":\"%s\",\"t\":%lld,\"mw\":\"%s\",\"n\":%lld,\"who\":%s}",
+         (long long)ops->window_ms, ops->age_bands, ttl, mw, (long long)now,
          ops->who_json[0] ? ops->who_json : "null");
 }
 
@@ -452,20 +452,22 @@ int fit_ops_profile_set(const fit_ops *ops, const char *user, const char *device
     return send_call(ops, &args, profile_done, c);
 }
 
-/* Parses one stored day's totals; missing keys read as zero. */
-static void day_from_json(const char *s, fit_day_totals *d)
+/* Parses one stored day's totals, "mo,vi,li,st,di,sg,ba" (workers/fitsync.lua,
+ * P.."w:"<week>); a malformed value reads as zero. */
+static void day_from_packed(const char *s, fit_day_totals *d)
 {
-    json_t *j = json_loads(s, 0, NULL);
-    if (!j)
+    int mo, vi, li, sg, ba;
+    long long st;
+    double di;
+    if (!s || sscanf(s, "%d,%d,%d,%lld,%lf,%d,%d", &mo, &vi, &li, &st, &di, &sg, &ba) != 7)
         return;
-    d->moderate_min = (int)json_number_value(json_object_get(j, "mo"));
-    d->vigorous_min = (int)json_number_value(json_object_get(j, "vi"));
-    d->light_min = (int)json_number_value(json_object_get(j, "li"));
-    d->steps = (int64_t)json_number_value(json_object_get(j, "st"));
-    d->distance_m = json_number_value(json_object_get(j, "di"));
-    d->strength = json_number_value(json_object_get(j, "sg")) != 0;
-    d->balance = json_number_value(json_object_get(j, "ba")) != 0;
-    json_decref(j);
+    d->moderate_min = mo;
+    d->vigorous_min = vi;
+    d->light_min = li;
+    d->steps = st;
+    d->distance_m = di;
+    d->strength = sg != 0;
+    d->balance = ba != 0;
 }
 
 /* Scores one week from its stored hash (flat reply). */
@@ -483,7 +485,7 @@ static void score_week(const fit_who_targets *who, const char *name, const redis
             continue;
         int64_t idx = fit_days_from_civil(d) - monday;
         if (idx >= 0 && idx < 7)
-            day_from_json(w->element[i + 1]->str, &days[idx]);
+            day_from_packed(w->element[i + 1]->str, &days[idx]);
     }
     fit_who_score_week(who, y, wk, fit_who_band(who, birth_year, pregnant, y), days, out);
 }
