@@ -22,9 +22,13 @@ slot (DESIGN.md decision 3). With P = "fit:{sN}:u:<user>/" (user ids may hold
 ':' but never '/', so one user's keys can never be spelled as another's):
 
   P.."log"        stream  the change log: one entry per upsert or delete
-  P.."a"          hash    client_id -> "rev|del|start_ms|dates|doc": a session
-                          (del 1 = tombstone, doc dropped; dates = its local
-                          dates, comma separated; doc as sent)
+  P.."m"          hash    the member: profile fields by name; internal "_s"
+                          (first seen, UTC ms) and "_ch" (challenges joined,
+                          JSON), never returned as profile; and per session
+                          ":"<client_id> -> "rev|del|start_ms|dates|doc" (del 1
+                          = tombstone, doc dropped; dates = its local dates,
+                          comma separated; doc as sent). One hash, so one
+                          HMGET reads the profile and checks the client_id.
   P.."w:"<week>   hash    one ISO week:
                             <date>      the day's totals "mo,vi,li,st,di,sg,ba"
                                         (minutes, steps, metres, strength and
@@ -39,9 +43,6 @@ slot (DESIGN.md decision 3). With P = "fit:{sN}:u:<user>/" (user ids may hold
                             "c"         the week's staff-figure contribution
                                         "a,am,gm,n,mo,vi,eq;segment;..."
                             "b"         the member's score on the week's boards
-  P.."p"          hash    profile fields; "_s" (first seen, UTC ms) and "_ch"
-                          (challenges joined, JSON) are internal and never
-                          returned as profile
   P.."wks"        zset    ISO week -> yyyyww: every week the user has data in
 
 A summary is {r: recorded_at ms, doc, mo, vi, li, st, di, dm: local midnight ms}.
@@ -242,25 +243,40 @@ local function log_change(cx, kind, op, id, rev, doc, device)
     return cursor
 end
 
+-- The profile fields (server/fit_h_sync.c validates them; fit_ops_profile_set sends them).
+local PROFILE_FIELDS = {'birth_year', 'district', 'gender', 'pregnant', 'display_name', 'team', 'boards'}
 local PROFILE_READ = {'district', 'team', 'birth_year', 'boards', 'pregnant', 'gender', '_s', '_ch'}
 
--- Reads the profile fields that scopes, bands and challenges need (one HMGET).
-local function profile_load(cx)
-    local v = redis.call('HMGET', cx.P .. 'p', unpack(PROFILE_READ))
+-- Reads the profile fields that scopes, bands and challenges need, and with
+-- cid the session record ":"<cid>, in one HMGET. Returns the record or nil.
+local function profile_load(cx, cid)
+    local f = {unpack(PROFILE_READ)}
+    if cid then f[#f + 1] = ':' .. cid end
+    local v = redis.call('HMGET', cx.P .. 'm', unpack(f))
     local p = {}
     for i, k in ipairs(PROFILE_READ) do p[k] = v[i] or nil end
     cx.prof = p
     cx.ch = p._ch and cjson.decode(p._ch) or nil
+    return cid and v[#f] or nil
 end
 
--- The profile as the member sees it: internal fields ("_...") left out.
+-- The profile as the member sees it, flat {field, value, ...}.
 local function profile_flat(P)
-    local h, r = redis.call('HGETALL', P .. 'p'), {}
-    for i = 1, #h, 2 do
-        if string.sub(h[i], 1, 1) ~= '_' then
-            r[#r + 1] = h[i]
-            r[#r + 1] = h[i + 1]
+    local v, r = redis.call('HMGET', P .. 'm', unpack(PROFILE_FIELDS)), {}
+    for i, k in ipairs(PROFILE_FIELDS) do
+        if v[i] then
+            r[#r + 1] = k
+            r[#r + 1] = v[i]
         end
+    end
+    return r
+end
+
+-- Every session record {cid, parsed record} of the member (export, join, delete).
+local function sessions_all(P)
+    local h, r = redis.call('HGETALL', P .. 'm'), {}
+    for i = 1, #h, 2 do
+        if string.sub(h[i], 1, 1) == ':' then r[#r + 1] = {string.sub(h[i], 2), session_parse(h[i + 1])} end
     end
     return r
 end
@@ -403,7 +419,7 @@ local function call_finish(cx)
             a[#a + 1] = k
             a[#a + 1] = v
         end
-        redis.call('HSET', cx.P .. 'p', unpack(a))
+        redis.call('HSET', cx.P .. 'm', unpack(a))
     end
     for _, week in ipairs(cx.stw) do
         local key = cx.S .. 'st:' .. week
@@ -618,7 +634,7 @@ end
 
 -- ---- virtual challenges (the member's side) ----
 --
--- A member who joins a challenge gets its definition copied to their profile
+-- A member who joins a challenge gets its definition copied to their member
 -- hash, field "_ch": JSON {event: {d: {from, to (local dates), fm, tm (UTC ms),
 -- metric, types, goal, team, cap, name}, p: progress, c: contribution to the
 -- team (capped), a: UTC ms the goal was reached (achievements stay)}}. The
@@ -716,10 +732,8 @@ end
 local function challenge_initial(P, def)
     local total = 0
     if def.metric == 'distance_m' then
-        local h = redis.call('HGETALL', P .. 'a')
-        for i = 1, #h, 2 do
-            local s = session_parse(h[i + 1])
-            if not s.del then total = total + session_distance(def, s) end
+        for _, e in ipairs(sessions_all(P)) do
+            if not e[2].del then total = total + session_distance(def, e[2]) end
         end
         return math.floor(total * 1000 + 0.5) / 1000
     end
@@ -752,7 +766,7 @@ local function challenge_join(keys, args)
         redis.call('HINCRBY', cx.S .. 'chn', id, 1)
         local p = challenge_initial(P, rec.d)
         if p ~= 0 then challenge_set(cx, id, rec, p, false) end
-        redis.call('HSET', P .. 'p', '_ch', cjson.encode(cx.ch))
+        redis.call('HSET', P .. 'm', '_ch', cjson.encode(cx.ch))
         publish(cx.touched)
     end
     return {status, cjson.encode({p = rec.p, c = rec.c}), rec.a and num(rec.a) or '', rec.d.team or ''}
@@ -847,16 +861,16 @@ local function activity_put(keys, args)
     local P = prefix_of(keys[1])
     local device, ctx, cid, doc, start = args[1], cjson.decode(args[2]), args[3], args[4], tonumber(args[5])
     local groups, _, dates = segments_by_week(args, 7, tonumber(args[6]))
-    -- HSETNX is the dedup: only the first upload of a client_id gets past it.
-    if redis.call('HSETNX', P .. 'a', cid, session_pack(1, false, start, dates, doc)) == 0 then
-        local cur = session_parse(redis.call('HGET', P .. 'a', cid))
+    local cx = call_new(P, ctx)
+    local v = profile_load(cx, cid)
+    if v then
+        local cur = session_parse(v)
         if cur.del then return {'deleted', cur.rev} end
         if cur.doc == doc then return {'duplicate', cur.rev} end
         return {'conflict', cur.rev, cur.doc}
     end
-    local cx = call_new(P, ctx)
+    cx.pset[':' .. cid] = session_pack(1, false, start, dates, doc)
     local cursor = log_change(cx, 'activity', 'upsert', cid, 1, doc, device)
-    profile_load(cx)
     local weeks = session_apply(cx, cid, groups)
     member_seen(cx)
     cx.tot.activities = 1
@@ -874,7 +888,8 @@ local function activity_update(keys, args)
     local P = prefix_of(keys[1])
     local device, ctx, cid = args[1], cjson.decode(args[2]), args[3]
     local base, doc, start = tonumber(args[4]), args[5], tonumber(args[6])
-    local v = redis.call('HGET', P .. 'a', cid)
+    local cx = call_new(P, ctx)
+    local v = profile_load(cx, cid)
     if not v then return {'not_found'} end
     local cur = session_parse(v)
     if cur.del then return {'conflict', cur.rev, '', '1'} end
@@ -885,10 +900,8 @@ local function activity_update(keys, args)
     local groups, index = dates_by_week(cur.dates, {}, {})
     local _, _, dates = segments_by_week(args, 8, tonumber(args[7]), groups, index)
     local rev = cur.rev + 1
-    redis.call('HSET', P .. 'a', cid, session_pack(rev, false, start, dates, doc))
-    local cx = call_new(P, ctx)
+    cx.pset[':' .. cid] = session_pack(rev, false, start, dates, doc)
     local cursor = log_change(cx, 'activity', 'upsert', cid, rev, doc, device)
-    profile_load(cx)
     local weeks = session_apply(cx, cid, groups)
     challenges_apply(cx, {{start = cur.start, doc = cur.doc, sign = -1}, {start = start, doc = doc, sign = 1}})
     call_finish(cx)
@@ -902,17 +915,16 @@ end
 local function activity_delete(keys, args)
     local P = prefix_of(keys[1])
     local device, ctx, cid = args[1], cjson.decode(args[2]), args[3]
-    local v = redis.call('HGET', P .. 'a', cid)
+    local cx = call_new(P, ctx)
+    local v = profile_load(cx, cid)
     if not v then return {'not_found'} end
     local cur = session_parse(v)
     if cur.del then return {'duplicate', cur.rev} end
     if args[4] ~= '' and tonumber(args[4]) ~= cur.rev then return {'conflict', cur.rev, cur.doc} end
     local groups = dates_by_week(cur.dates, {}, {})
     local rev = cur.rev + 1
-    redis.call('HSET', P .. 'a', cid, session_pack(rev, true, cur.start, {}, nil))
-    local cx = call_new(P, ctx)
+    cx.pset[':' .. cid] = session_pack(rev, true, cur.start, {}, nil)
     local cursor = log_change(cx, 'activity', 'delete', cid, rev, nil, device)
-    profile_load(cx)
     local weeks = session_apply(cx, cid, groups)
     cx.tot.activities = -1
     challenges_apply(cx, {{start = cur.start, doc = cur.doc, sign = -1}})
@@ -922,7 +934,7 @@ end
 
 -- fit_activity_get: the stored item. ARGV: client_id. Returns {rev, doc, del} or {}.
 local function activity_get(keys, args)
-    local v = redis.call('HGET', prefix_of(keys[1]) .. 'a', args[1])
+    local v = redis.call('HGET', prefix_of(keys[1]) .. 'm', ':' .. args[1])
     if not v then return {} end
     local cur = session_parse(v)
     return {cur.rev, cur.doc, cur.del and '1' or '0'}
@@ -1018,9 +1030,9 @@ local function profile_set(keys, args)
             set[#set + 1] = args[i + 1]
         end
     end
-    if #set > 0 then redis.call('HSET', P .. 'p', unpack(set)) end
-    if #del > 0 then redis.call('HDEL', P .. 'p', unpack(del)) end
-    local name = redis.call('HGET', P .. 'p', 'display_name')
+    if #set > 0 then redis.call('HSET', P .. 'm', unpack(set)) end
+    if #del > 0 then redis.call('HDEL', P .. 'm', unpack(del)) end
+    local name = redis.call('HGET', P .. 'm', 'display_name')
     if name then
         redis.call('HSET', cx.S .. 'lbnames', cx.user, name)
     else
@@ -1168,10 +1180,8 @@ local function state(keys, args)
     local P = prefix_of(keys[1])
     local from = tonumber(args[1])
     local list = {}
-    local h = redis.call('HGETALL', P .. 'a')
-    for i = 1, #h, 2 do
-        local s = session_parse(h[i + 1])
-        if not s.del and s.start >= from then list[#list + 1] = {s.start, h[i], s} end
+    for _, e in ipairs(sessions_all(P)) do
+        if not e[2].del and e[2].start >= from then list[#list + 1] = {e[2].start, e[1], e[2]} end
     end
     table.sort(list, function(a, b)
         if a[1] ~= b[1] then return a[1] < b[1] end
@@ -1240,13 +1250,12 @@ local function account_delete(keys, args)
     end
     if cx.prof._s then cx.tot.members = -1 end
     local live = 0
-    local h = redis.call('HGETALL', P .. 'a')
-    for i = 2, #h, 2 do
-        if not session_parse(h[i]).del then live = live + 1 end
+    for _, e in ipairs(sessions_all(P)) do
+        if not e[2].del then live = live + 1 end
     end
     cx.tot.activities = -live
     call_finish(cx)
-    for _, k in ipairs({'a', 'p', 'log', 'wks'}) do del(P .. k) end
+    for _, k in ipairs({'m', 'log', 'wks'}) do del(P .. k) end
     return n
 end
 
