@@ -1333,13 +1333,10 @@ local function stats_read(keys, args)
         upm[#upm + 1] = (tonumber(m) == minute - i) and c or '0'
     end
     r[#r + 1] = upm
-    local events = {}
-    for _, id in ipairs(redis.call('SMEMBERS', S .. 'events')) do
-        local E = S .. 'e:' .. id .. '/'
-        local m = redis.call('HMGET', E .. 'meta', 'doc', 'kind', 'state', 'laps')
-        local name = m[1] and cjson.decode(m[1]).name or id
-        events[#events + 1] = {id, name, m[2] or '', m[3] or '', redis.call('SCARD', E .. 'teams'),
-                               m[4] or '0'}
+    local events, rows = {}, redis.call('HGETALL', S .. 'evs')
+    for i = 1, #rows, 2 do
+        local e = cjson.decode(rows[i + 1])
+        events[#events + 1] = {rows[i], e[1], e[2], e[3], e[4], e[5]}
     end
     r[#r + 1] = events
     r[#r + 1] = redis.call('HGETALL', S .. 'chn')
