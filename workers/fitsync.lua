@@ -33,9 +33,10 @@ slot (DESIGN.md decision 3). With P = "fit:{sN}:u:<user>/" (user ids may hold
                             <date>      the day's totals "mo,vi,li,st,di,sg,ba"
                                         (minutes, steps, metres, strength and
                                         balance 0/1): what fit_weeks_get reads
-                            "x"<date>   the day's items, JSON {s: {cid: segment},
-                                        m: {source: summary}, x: {source:
-                                        recorded_at of a deleted summary}}
+                            "x"<date>   the day's items, packed (items_pack): its
+                                        sessions' segments, its summaries'
+                                        figures, its summary tombstones
+                            "d"<date>"|"<source>  a summary as sent
                             "t"         running figures "mo,vi,vd,sd,bd,n": minutes,
                                         days with vigorous / strength / balance
                                         activity, sessions (one crossing midnight
@@ -45,7 +46,6 @@ slot (DESIGN.md decision 3). With P = "fit:{sN}:u:<user>/" (user ids may hold
                             "b"         the member's score on the week's boards
   P.."wks"        zset    ISO week -> yyyyww: every week the user has data in
 
-A summary is {r: recorded_at ms, doc, mo, vi, li, st, di, dm: local midnight ms}.
 
 Leaderboards (one shard's part of each board; reads merge the shards):
 
@@ -218,6 +218,71 @@ local function session_parse(v)
     local d = {}
     for x in string.gmatch(dates, '[^,]+') do d[#d + 1] = x end
     return {rev = tonumber(rev), del = del == '1', start = tonumber(start), dates = d, doc = doc}
+end
+
+-- A day's items, x<date>: "sessions|summaries|tombstones", each a ";" list.
+-- A session: cid,start,end,level,strength,balance,steps,metres with start and
+-- end in ms from the date's 00:00 UTC; a summary: source,recorded_at,mo,vi,li,
+-- steps,metres,local midnight ms; a tombstone: source,recorded_at. Client ids
+-- and sources are [A-Za-z0-9._:@-] (protocol/fit_activity.c), so never hold
+-- a separator. In Lua: {s = {cid -> segment array}, m = {source -> summary},
+-- x = {source -> recorded_at}}.
+local function split(v, sep)
+    local r, i = {}, 1
+    while true do
+        local j = string.find(v, sep, i, true)
+        if not j then
+            r[#r + 1] = string.sub(v, i)
+            return r
+        end
+        r[#r + 1] = string.sub(v, i, j - 1)
+        i = j + 1
+    end
+end
+
+local function numbers(v)
+    local f = {}
+    for x in string.gmatch(v, '[^,]+') do f[#f + 1] = x end
+    return f
+end
+
+local function items_parse(v, date)
+    local x = {s = {}, m = {}, x = {}}
+    if not v then return x end
+    local base = day_number(date) * 86400000
+    local parts = split(v, '|')
+    for _, e in ipairs(split(parts[1], ';')) do
+        local f = numbers(e)
+        if #f == 8 then
+            x.s[f[1]] = {base + tonumber(f[2]), base + tonumber(f[3]), tonumber(f[4]), tonumber(f[5]),
+                         tonumber(f[6]), tonumber(f[7]), tonumber(f[8])}
+        end
+    end
+    for _, e in ipairs(split(parts[2] or '', ';')) do
+        local f = numbers(e)
+        if #f == 8 then
+            x.m[f[1]] = {r = tonumber(f[2]), mo = tonumber(f[3]), vi = tonumber(f[4]), li = tonumber(f[5]),
+                         st = tonumber(f[6]), di = tonumber(f[7]), dm = tonumber(f[8])}
+        end
+    end
+    for _, e in ipairs(split(parts[3] or '', ';')) do
+        local f = numbers(e)
+        if #f == 2 then x.x[f[1]] = tonumber(f[2]) end
+    end
+    return x
+end
+
+local function items_pack(x, date)
+    local base = day_number(date) * 86400000
+    local s, m, t = {}, {}, {}
+    for cid, g in pairs(x.s) do
+        s[#s + 1] = table.concat({cid, num(g[1] - base), num(g[2] - base), g[3], g[4], g[5], num(g[6]), num(g[7])}, ',')
+    end
+    for src, c in pairs(x.m) do
+        m[#m + 1] = table.concat({src, num(c.r), c.mo, c.vi, c.li, num(c.st), num(c.di), num(c.dm)}, ',')
+    end
+    for src, r in pairs(x.x) do t[#t + 1] = src .. ',' .. num(r) end
+    return table.concat(s, ';') .. '|' .. table.concat(m, ';') .. '|' .. table.concat(t, ';')
 end
 
 -- ---- the call's context: what one mutation reads once and writes once ----
@@ -530,8 +595,9 @@ local function day_of_items(x)
 end
 
 -- Reads some days of a week with the week's running figures, contribution and
--- board score: one HMGET. The caller edits W.days[date].x, then week_save.
-local function week_load(P, week, dates)
+-- board score, and any extra fields: one HMGET. The caller edits
+-- W.days[date].x (and W.set / W.del for extra fields), then week_save.
+local function week_load(P, week, dates, extra)
     local f = {}
     for _, d in ipairs(dates) do
         f[#f + 1] = d
@@ -540,15 +606,15 @@ local function week_load(P, week, dates)
     f[#f + 1] = 't'
     f[#f + 1] = 'c'
     f[#f + 1] = 'b'
+    for _, e in ipairs(extra or {}) do f[#f + 1] = e end
     local v = redis.call('HMGET', P .. 'w:' .. week, unpack(f))
-    local W = {week = week, dates = dates, days = {}, nd = 0}
+    local W = {week = week, dates = dates, days = {}, nd = 0, set = {}, del = {}, extra = {}}
     for i, d in ipairs(dates) do
-        local x = v[2 * i] and cjson.decode(v[2 * i]) or {}
-        x.s, x.m, x.x = x.s or {}, x.m or {}, x.x or {}
-        W.days[d] = {old = day_parse(v[2 * i - 1] or nil), x = x, had_x = v[2 * i] and true}
+        W.days[d] = {old = day_parse(v[2 * i - 1] or nil), x = items_parse(v[2 * i] or nil, d), had_x = v[2 * i] and true}
     end
     local k = 2 * #dates
     W.t, W.c, W.b = v[k + 1] or nil, v[k + 2] or nil, v[k + 3] or nil
+    for i, e in ipairs(extra or {}) do W.extra[e] = v[k + 3 + i] or nil end
     return W
 end
 
@@ -562,7 +628,7 @@ end
 local function week_save(cx, W)
     local key = cx.P .. 'w:' .. W.week
     local t = figures_parse(W.t)
-    local set, del = {}, {}
+    local set, del = W.set, W.del
     local function move(d, sign)
         if not d then return end
         t.mo, t.vi = t.mo + sign * d.mo, t.vi + sign * d.vi
@@ -583,7 +649,7 @@ local function week_save(cx, W)
         end
         if next(day.x.s) or next(day.x.m) or next(day.x.x) then
             set[#set + 1] = 'x' .. date
-            set[#set + 1] = cjson.encode(day.x)
+            set[#set + 1] = items_pack(day.x, date)
         elseif day.had_x then
             del[#del + 1] = 'x' .. date
         end
@@ -951,20 +1017,23 @@ local function summary_put(keys, args)
     local P = prefix_of(keys[1])
     local device, ctx, date, week, source = args[1], cjson.decode(args[2]), args[3], args[4], args[5]
     local rec, doc = tonumber(args[6]), args[7]
-    local W = week_load(P, week, {date})
+    local dfield = 'd' .. date .. '|' .. source
+    local W = week_load(P, week, {date}, {dfield})
     local x = W.days[date].x
     local c = x.m[source]
     if c then
+        local cdoc = W.extra[dfield] or ''
         if c.r > rec then return {'stale'} end
         if c.r == rec then
-            if c.doc == doc then return {'duplicate'} end
-            if c.doc > doc then return {'stale'} end
+            if cdoc == doc then return {'duplicate'} end
+            if cdoc > doc then return {'stale'} end
         end
     elseif x.x[source] and x.x[source] >= rec then
         return {'stale'}
     end
+    W.set[1], W.set[2] = dfield, doc
     x.m[source] = {
-        r = rec, doc = doc, dm = tonumber(args[13]),
+        r = rec, dm = tonumber(args[13]),
         mo = tonumber(args[8]), vi = tonumber(args[9]), li = tonumber(args[10]),
         st = tonumber(args[11]), di = tonumber(args[12]),
     }
@@ -995,6 +1064,7 @@ local function summary_delete(keys, args)
     end
     x.m[source] = nil
     x.x[source] = c.r
+    W.del[1] = 'd' .. date .. '|' .. source
     local cx = call_new(P, ctx)
     local cursor = log_change(cx, 'summary', 'delete', date .. '|' .. source, 1, nil, device)
     profile_load(cx)
@@ -1196,12 +1266,16 @@ local function state(keys, args)
     local lo = from > 0 and week_index(iso_week_of(date_of(math.floor(from / 86400000) - 1))) or 0
     local sums = {}
     for _, w in ipairs(redis.call('ZRANGEBYSCORE', P .. 'wks', lo, '+inf')) do
-        local wh = redis.call('HGETALL', P .. 'w:' .. w)
+        local wh, docs = redis.call('HGETALL', P .. 'w:' .. w), {}
+        for i = 1, #wh, 2 do
+            if string.sub(wh[i], 1, 1) == 'd' then docs[string.sub(wh[i], 2)] = wh[i + 1] end
+        end
         for i = 1, #wh, 2 do
             if string.sub(wh[i], 1, 1) == 'x' then
                 local date = string.sub(wh[i], 2)
-                for source, m in pairs(cjson.decode(wh[i + 1]).m or {}) do
-                    if m.dm >= from then sums[#sums + 1] = {m.dm, date .. '|' .. source, m.doc} end
+                for source, m in pairs(items_parse(wh[i + 1], date).m) do
+                    local key = date .. '|' .. source
+                    if m.dm >= from and docs[key] then sums[#sums + 1] = {m.dm, key, docs[key]} end
                 end
             end
         end
