@@ -714,6 +714,35 @@ int fit_ops_account_delete(const fit_ops *ops, const char *user, fit_count_cb *c
     return send_call(ops, &args, count_done, c);
 }
 
+static void fold_done(redisReply *r, const char *errstr, void *data)
+{
+    read_ctx *c = data;
+    fit_count_cb *cb = (fit_count_cb *)c->cb;
+    if (!r || r->type != REDIS_REPLY_INTEGER)
+        cb(bad_reply("fit_fold", r), 0, c->data);
+    else
+        cb(0, r->integer, c->data);
+    free(c);
+}
+
+int fit_ops_fold(const fit_ops *ops, const char *user, int max_weeks, fit_count_cb *cb, void *data)
+{
+    if (ops->fold_after_days <= 0)
+        return 0;
+    read_ctx *c = read_ctx_new((void *)cb, data, ops);
+    if (!c)
+        return FIT_ENOMEM;
+    char last[FIT_DATE_LEN];
+    fit_date_format(fit_local_date(wall_ms() - (int64_t)(ops->fold_after_days + 1) * FIT_MS_PER_DAY,
+                                   ops->tz_offset_min),
+                    last);
+    args_t args;
+    args_start(&args, ops, "fit_fold", 0, user, NULL);
+    arg(&args, last);
+    argf(&args, "%d", max_weeks);
+    return send_call(ops, &args, fold_done, c);
+}
+
 int fit_ops_event_call(const fit_ops *ops, const char *fn, int read_only, const char *event,
                        int argc, const char **argv, fit_store_cb *cb, void *data)
 {

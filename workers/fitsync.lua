@@ -29,14 +29,16 @@ slot (DESIGN.md decision 3). With P = "fit:{sN}:u:<user>/" (user ids may hold
                           = tombstone, doc dropped; dates = its local dates,
                           comma separated; doc as sent). One hash, so one
                           HMGET reads the profile and checks the client_id.
-  P.."w:"<week>   hash    one ISO week:
-                            <date>      the day's totals "mo,vi,li,st,di,sg,ba"
+  P.."w:"<week>   hash    one ISO week; a day's fields are named by its weekday
+                          D, "0" (Monday) to "6" (Sunday):
+                            D           the day's totals "mo,vi,li,st,di,sg,ba"
                                         (minutes, steps, metres, strength and
                                         balance 0/1): what fit_weeks_get reads
-                            "x"<date>   the day's items, packed (items_pack): its
+                            "x"D        the day's items, packed (items_pack): its
                                         sessions' segments, its summaries'
-                                        figures, its summary tombstones
-                            "d"<date>"|"<source>  a summary as sent
+                                        figures, tombstones
+                            "d"D"|"<source>  a summary as sent
+                            "k"D        sessions folded away (fit_fold)
                             "t"         running figures "mo,vi,vd,sd,bd,n": minutes,
                                         days with vigorous / strength / balance
                                         activity, sessions (one crossing midnight
@@ -45,7 +47,6 @@ slot (DESIGN.md decision 3). With P = "fit:{sN}:u:<user>/" (user ids may hold
                                         "a,am,gm,n,mo,vi,eq;segment;..."
                             "b"         the member's score on the week's boards
   P.."wks"        zset    ISO week -> yyyyww: every week the user has data in
-
 
 Leaderboards (one shard's part of each board; reads merge the shards):
 
@@ -158,6 +159,29 @@ local function week_dates(week)
     return r
 end
 
+-- A date's field name in its week hash: the weekday, "0" (Monday) to "6".
+local function wd(date)
+    return tostring((day_number(date) + 3) % 7)
+end
+
+local WEEKDAYS = {'0', '1', '2', '3', '4', '5', '6'}
+
+-- UTC ms of an RFC 3339 time as protocol/fit_time.c writes and accepts it.
+local function rfc3339_ms(s)
+    local y, mo, d, h, mi, sec, frac, zone =
+        string.match(s, '^(%d+)-(%d+)-(%d+)T(%d+):(%d+):(%d+)(%.?%d*)(.*)$')
+    if not y then return nil end
+    local ms = ((days_from_civil(tonumber(y), tonumber(mo), tonumber(d)) * 24 + tonumber(h)) * 60 + tonumber(mi)) * 60000
+               + tonumber(sec) * 1000
+    if frac ~= '' and frac ~= '.' then ms = ms + math.floor(tonumber('0' .. frac) * 1000 + 0.5) end
+    local sign, zh, zm = string.match(zone, '^([+-])(%d+):(%d+)$')
+    if sign then
+        local off = (tonumber(zh) * 60 + tonumber(zm)) * 60000
+        ms = ms - (sign == '+' and off or -off)
+    end
+    return ms
+end
+
 -- yyyyww: the order of ISO weeks as a number (the score in P.."wks").
 local function week_index(week)
     return tonumber(string.sub(week, 1, 4)) * 100 + tonumber(string.sub(week, 7, 8))
@@ -220,13 +244,15 @@ local function session_parse(v)
     return {rev = tonumber(rev), del = del == '1', start = tonumber(start), dates = d, doc = doc}
 end
 
--- A day's items, x<date>: "sessions|summaries|tombstones", each a ";" list.
+-- A day's items, x<date>: "sessions|summaries|tombstones|deleted", each a ";" list.
 -- A session: cid,start,end,level,strength,balance,steps,metres with start and
 -- end in ms from the date's 00:00 UTC; a summary: source,recorded_at,mo,vi,li,
--- steps,metres,local midnight ms; a tombstone: source,recorded_at. Client ids
+-- steps,metres,local midnight ms; a tombstone: source,recorded_at; deleted:
+-- the client ids of sessions deleted that started on the date (so folding
+-- finds their tombstones). Client ids
 -- and sources are [A-Za-z0-9._:@-] (protocol/fit_activity.c), so never hold
 -- a separator. In Lua: {s = {cid -> segment array}, m = {source -> summary},
--- x = {source -> recorded_at}}.
+-- x = {source -> recorded_at}, d = {cid -> true}}.
 local function split(v, sep)
     local r, i = {}, 1
     while true do
@@ -247,7 +273,7 @@ local function numbers(v)
 end
 
 local function items_parse(v, date)
-    local x = {s = {}, m = {}, x = {}}
+    local x = {s = {}, m = {}, x = {}, d = {}}
     if not v then return x end
     local base = day_number(date) * 86400000
     local parts = split(v, '|')
@@ -269,6 +295,9 @@ local function items_parse(v, date)
         local f = numbers(e)
         if #f == 2 then x.x[f[1]] = tonumber(f[2]) end
     end
+    for _, cid in ipairs(split(parts[4] or '', ';')) do
+        if cid ~= '' then x.d[cid] = true end
+    end
     return x
 end
 
@@ -282,7 +311,46 @@ local function items_pack(x, date)
         m[#m + 1] = table.concat({src, num(c.r), c.mo, c.vi, c.li, num(c.st), num(c.di), num(c.dm)}, ',')
     end
     for src, r in pairs(x.x) do t[#t + 1] = src .. ',' .. num(r) end
-    return table.concat(s, ';') .. '|' .. table.concat(m, ';') .. '|' .. table.concat(t, ';')
+    local d = {}
+    for cid in pairs(x.d) do d[#d + 1] = cid end
+    return table.concat(s, ';') .. '|' .. table.concat(m, ';') .. '|' .. table.concat(t, ';') .. '|' ..
+           table.concat(d, ';')
+end
+
+-- Folded sessions, k<date> (see fit_fold below).
+local function folded_parse(v)
+    local r = {}
+    for _, e in ipairs(split(v, ';')) do
+        local f = split(e, ',')
+        if #f == 7 then
+            r[#r + 1] = {cid = f[1], rev = tonumber(f[2]), type = f[3], start = rfc3339_ms(f[4]) or 0,
+                         start_s = f[4], dur = f[5], steps = f[6], dist = f[7]}
+        end
+    end
+    return r
+end
+
+-- A folded session as export gives it (docs/PROTOCOL.md, account.export).
+local function folded_doc(k)
+    local d = {client_id = k.cid, type = k.type, start = k.start_s, folded = true}
+    if string.find(k.dur, 'T', 1, true) then d['end'] = k.dur else d.duration_s = tonumber(k.dur) end
+    if k.steps ~= '' then d.steps = tonumber(k.steps) end
+    if k.dist ~= '' then d.distance_m = tonumber(k.dist) end
+    return cjson.encode(d)
+end
+
+local function folded_entry(cid, s)
+    local d = cjson.decode(s.doc)
+    local dur = ''
+    if type(d.duration_s) == 'number' then
+        dur = num(d.duration_s)
+    elseif type(d['end']) == 'string' then
+        dur = d['end']
+    end
+    return table.concat({cid, s.rev, type(d.type) == 'string' and d.type or '',
+                         type(d.start) == 'string' and d.start or '', dur,
+                         type(d.steps) == 'number' and num(d.steps) or '',
+                         type(d.distance_m) == 'number' and num(d.distance_m) or ''}, ',')
 end
 
 -- ---- the call's context: what one mutation reads once and writes once ----
@@ -600,8 +668,8 @@ end
 local function week_load(P, week, dates, extra)
     local f = {}
     for _, d in ipairs(dates) do
-        f[#f + 1] = d
-        f[#f + 1] = 'x' .. d
+        f[#f + 1] = wd(d)
+        f[#f + 1] = 'x' .. wd(d)
     end
     f[#f + 1] = 't'
     f[#f + 1] = 'c'
@@ -642,16 +710,16 @@ local function week_save(cx, W)
         move(day.old, -1)
         move(new, 1)
         if new then
-            set[#set + 1] = date
+            set[#set + 1] = wd(date)
             set[#set + 1] = day_pack(new)
         elseif day.old then
-            del[#del + 1] = date
+            del[#del + 1] = wd(date)
         end
-        if next(day.x.s) or next(day.x.m) or next(day.x.x) then
-            set[#set + 1] = 'x' .. date
+        if next(day.x.s) or next(day.x.m) or next(day.x.x) or next(day.x.d) then
+            set[#set + 1] = 'x' .. wd(date)
             set[#set + 1] = items_pack(day.x, date)
         elseif day.had_x then
-            del[#del + 1] = 'x' .. date
+            del[#del + 1] = 'x' .. wd(date)
         end
         if active(day.old) ~= active(new) then stat_add(cx, W.week, '_d' .. date, active(new) and 1 or -1) end
         cx.changes[#cx.changes + 1] = {date = date, old = day.old, new = new}
@@ -801,12 +869,27 @@ local function challenge_initial(P, def)
         for _, e in ipairs(sessions_all(P)) do
             if not e[2].del then total = total + session_distance(def, e[2]) end
         end
+        -- Folded sessions (P.."w:" field k<date>, see fit_fold) of the window's weeks.
+        local lo, hi = week_index(iso_week_of(date_of(math.floor(def.fm / 86400000) - 1))),
+                       week_index(iso_week_of(date_of(math.floor(def.tm / 86400000) + 1)))
+        for _, w in ipairs(redis.call('ZRANGEBYSCORE', P .. 'wks', lo, hi)) do
+            local wh = redis.call('HGETALL', P .. 'w:' .. w)
+            for i = 1, #wh, 2 do
+                if string.sub(wh[i], 1, 1) == 'k' then
+                    for _, k in ipairs(folded_parse(wh[i + 1])) do
+                        if k.start >= def.fm and k.start <= def.tm and type_in(def, k.type) and k.dist ~= '' then
+                            total = total + tonumber(k.dist)
+                        end
+                    end
+                end
+            end
+        end
         return math.floor(total * 1000 + 0.5) / 1000
     end
     local lo, hi = week_index(iso_week_of(def.from)), week_index(iso_week_of(def.to))
     for _, w in ipairs(redis.call('ZRANGEBYSCORE', P .. 'wks', lo, hi)) do
         local dates = week_dates(w)
-        local v = redis.call('HMGET', P .. 'w:' .. w, unpack(dates))
+        local v = redis.call('HMGET', P .. 'w:' .. w, unpack(WEEKDAYS))
         for i, date in ipairs(dates) do
             if date >= def.from and date <= def.to then total = total + day_progress(def, day_parse(v[i] or nil)) end
         end
@@ -901,11 +984,12 @@ end
 
 -- Applies one session's change to its weeks: its old days lose it, its new
 -- days get their segments; each week's session count moves by one per side.
-local function session_apply(cx, cid, groups)
+local function session_apply(cx, cid, groups, deleted_on)
     local weeks = {}
     for _, g in ipairs(groups) do
         local W = week_load(cx.P, g.week, g.dates)
         for _, date in ipairs(g.dates) do W.days[date].x.s[cid] = g.segs[date] end
+        if deleted_on and W.days[deleted_on] then W.days[deleted_on].x.d[cid] = true end
         W.nd = (next(g.segs) and 1 or 0) - (g.old and 1 or 0)
         week_save(cx, W)
         weeks[#weeks + 1] = g.week
@@ -991,7 +1075,7 @@ local function activity_delete(keys, args)
     local rev = cur.rev + 1
     cx.pset[':' .. cid] = session_pack(rev, true, cur.start, {}, nil)
     local cursor = log_change(cx, 'activity', 'delete', cid, rev, nil, device)
-    local weeks = session_apply(cx, cid, groups)
+    local weeks = session_apply(cx, cid, groups, cur.dates[1])
     cx.tot.activities = -1
     challenges_apply(cx, {{start = cur.start, doc = cur.doc, sign = -1}})
     call_finish(cx)
@@ -1017,7 +1101,7 @@ local function summary_put(keys, args)
     local P = prefix_of(keys[1])
     local device, ctx, date, week, source = args[1], cjson.decode(args[2]), args[3], args[4], args[5]
     local rec, doc = tonumber(args[6]), args[7]
-    local dfield = 'd' .. date .. '|' .. source
+    local dfield = 'd' .. wd(date) .. '|' .. source
     local W = week_load(P, week, {date}, {dfield})
     local x = W.days[date].x
     local c = x.m[source]
@@ -1064,7 +1148,7 @@ local function summary_delete(keys, args)
     end
     x.m[source] = nil
     x.x[source] = c.r
-    W.del[1] = 'd' .. date .. '|' .. source
+    W.del[1] = 'd' .. wd(date) .. '|' .. source
     local cx = call_new(P, ctx)
     local cursor = log_change(cx, 'summary', 'delete', date .. '|' .. source, 1, nil, device)
     profile_load(cx)
@@ -1164,6 +1248,87 @@ local function profile_set(keys, args)
     return {cursor, h}
 end
 
+-- ---- retention: folding old sessions ----
+--
+-- A session no change can reach any more (older than both the change log
+-- window and the acceptance window: fitsyncd computes the date) needs no
+-- segment and no document: its day's figures already hold it. fit_fold drops
+-- the segments, the session records, the tombstones of deleted sessions and
+-- summaries, and keeps per session what export owes the member, in
+-- k<weekday> (of the session's first date): "cid,rev,type,start,duration_s
+-- or end,steps,distance_m" per session, ";" between sessions. The summaries
+-- (figures and documents as sent) and every day's totals stay.
+
+-- fit_fold: folds the member's weeks whose every day is at or before a date.
+-- KEYS: the member's log key. ARGV: the newest local date that may be folded,
+-- the most weeks to fold in this call (the work per call stays bounded; the
+-- next call goes on from P.."m" field "_f", the last week folded).
+-- Returns the number of weeks folded.
+local function fold(keys, args)
+    local P = prefix_of(keys[1])
+    local maxw = week_index(iso_week_of(date_of(day_number(args[1]) - 6)))
+    local done = redis.call('HGET', P .. 'm', '_f') or '0'
+    local weeks = redis.call('ZRANGEBYSCORE', P .. 'wks', '(' .. done, maxw, 'LIMIT', 0, tonumber(args[2]))
+    for _, w in ipairs(weeks) do
+        local key = P .. 'w:' .. w
+        local h = redis.call('HGETALL', key)
+        local days, seen, order = {}, {}, {}
+        for i = 1, #h, 2 do
+            if string.sub(h[i], 1, 1) == 'x' then
+                local date = week_dates(w)[tonumber(string.sub(h[i], 2)) + 1]
+                local x = items_parse(h[i + 1], date)
+                days[#days + 1] = {date, x}
+                for _, list in ipairs({x.s, x.d}) do
+                    for cid in pairs(list) do
+                        if not seen[cid] then
+                            seen[cid] = true
+                            order[#order + 1] = cid
+                        end
+                    end
+                end
+            end
+        end
+        local set, del, drop, kept = {}, {}, {}, {}
+        if #order > 0 then
+            local f = {}
+            for i, cid in ipairs(order) do f[i] = ':' .. cid end
+            local v = redis.call('HMGET', P .. 'm', unpack(f))
+            for i, cid in ipairs(order) do
+                if v[i] then
+                    local s = session_parse(v[i])
+                    if s.del then
+                        drop[#drop + 1] = f[i]
+                    elseif iso_week_of(s.dates[1]) == w then
+                        local first = s.dates[1]
+                        kept[first] = kept[first] or {}
+                        kept[first][#kept[first] + 1] = folded_entry(cid, s)
+                        drop[#drop + 1] = f[i]
+                    end
+                end
+            end
+        end
+        for _, e in ipairs(days) do
+            local date, x = e[1], e[2]
+            x.s, x.x, x.d = {}, {}, {}
+            if next(x.m) then
+                set[#set + 1] = 'x' .. wd(date)
+                set[#set + 1] = items_pack(x, date)
+            else
+                del[#del + 1] = 'x' .. wd(date)
+            end
+        end
+        for date, list in pairs(kept) do
+            set[#set + 1] = 'k' .. wd(date)
+            set[#set + 1] = table.concat(list, ';')
+        end
+        if #set > 0 then redis.call('HSET', key, unpack(set)) end
+        if #del > 0 then redis.call('HDEL', key, unpack(del)) end
+        if #drop > 0 then redis.call('HDEL', P .. 'm', unpack(drop)) end
+    end
+    if #weeks > 0 then redis.call('HSET', P .. 'm', '_f', week_index(weeks[#weeks])) end
+    return #weeks
+end
+
 -- fit_weeks_get: day totals of some weeks and the profile that sets their band.
 -- ARGV: week names. Returns {profile hash, week days, week days, ...}, each
 -- week as a flat {date, "mo,vi,li,st,di,sg,ba", ...} of the days with data.
@@ -1172,7 +1337,7 @@ local function weeks_get(keys, args)
     local r = {profile_flat(P)}
     for i = 1, #args do
         local dates = week_dates(args[i])
-        local v, flat = redis.call('HMGET', P .. 'w:' .. args[i], unpack(dates)), {}
+        local v, flat = redis.call('HMGET', P .. 'w:' .. args[i], unpack(WEEKDAYS)), {}
         for j, d in ipairs(dates) do
             if v[j] then
                 flat[#flat + 1] = d
@@ -1249,45 +1414,50 @@ end
 local function state(keys, args)
     local P = prefix_of(keys[1])
     local from = tonumber(args[1])
-    local list = {}
-    for _, e in ipairs(sessions_all(P)) do
-        if not e[2].del and e[2].start >= from then list[#list + 1] = {e[2].start, e[1], e[2]} end
+    local function by_first(x, y)
+        if x[1] ~= y[1] then return x[1] < y[1] end
+        return x[2] < y[2]
     end
-    table.sort(list, function(a, b)
-        if a[1] ~= b[1] then return a[1] < b[1] end
-        return a[2] < b[2]
-    end)
-    local acts = {}
-    for _, e in ipairs(list) do
-        acts[#acts + 1] = e[2]
-        acts[#acts + 1] = e[3].rev
-        acts[#acts + 1] = e[3].doc
+    local list, sums = {}, {}
+    for _, e in ipairs(sessions_all(P)) do
+        if not e[2].del and e[2].start >= from then list[#list + 1] = {e[2].start, e[1], e[2].rev, e[2].doc} end
     end
     local lo = from > 0 and week_index(iso_week_of(date_of(math.floor(from / 86400000) - 1))) or 0
-    local sums = {}
     for _, w in ipairs(redis.call('ZRANGEBYSCORE', P .. 'wks', lo, '+inf')) do
         local wh, docs = redis.call('HGETALL', P .. 'w:' .. w), {}
         for i = 1, #wh, 2 do
-            if string.sub(wh[i], 1, 1) == 'd' then docs[string.sub(wh[i], 2)] = wh[i + 1] end
+            local kind = string.sub(wh[i], 1, 1)
+            if kind == 'd' then
+                docs[string.sub(wh[i], 2)] = wh[i + 1]
+            elseif kind == 'k' then
+                for _, k in ipairs(folded_parse(wh[i + 1])) do
+                    if k.start >= from then list[#list + 1] = {k.start, k.cid, k.rev, folded_doc(k)} end
+                end
+            end
         end
+        local dates = week_dates(w)
         for i = 1, #wh, 2 do
             if string.sub(wh[i], 1, 1) == 'x' then
-                local date = string.sub(wh[i], 2)
+                local day = string.sub(wh[i], 2)
+                local date = dates[tonumber(day) + 1]
                 for source, m in pairs(items_parse(wh[i + 1], date).m) do
-                    local key = date .. '|' .. source
-                    if m.dm >= from and docs[key] then sums[#sums + 1] = {m.dm, key, docs[key]} end
+                    local doc = docs[day .. '|' .. source]
+                    if m.dm >= from and doc then sums[#sums + 1] = {m.dm, date .. '|' .. source, doc} end
                 end
             end
         end
     end
-    table.sort(sums, function(a, b)
-        if a[1] ~= b[1] then return a[1] < b[1] end
-        return a[2] < b[2]
-    end)
-    local flat = {}
-    for _, s in ipairs(sums) do
-        flat[#flat + 1] = s[2]
-        flat[#flat + 1] = s[3]
+    table.sort(list, by_first)
+    table.sort(sums, by_first)
+    local acts, flat = {}, {}
+    for _, e in ipairs(list) do
+        acts[#acts + 1] = e[2]
+        acts[#acts + 1] = e[3]
+        acts[#acts + 1] = e[4]
+    end
+    for _, e in ipairs(sums) do
+        flat[#flat + 1] = e[2]
+        flat[#flat + 1] = e[3]
     end
     return {head(P), profile_flat(P), acts, flat, redis.call('ZRANGE', P .. 'wks', 0, -1)}
 end
@@ -1302,7 +1472,7 @@ local function account_delete(keys, args)
     local n = 0
     local function del(k) n = n + redis.call('DEL', k) end
     for _, w in ipairs(redis.call('ZRANGE', P .. 'wks', 0, -1)) do
-        local v = redis.call('HMGET', P .. 'w:' .. w, 'c', 'b', unpack(week_dates(w)))
+        local v = redis.call('HMGET', P .. 'w:' .. w, 'c', 'b', unpack(WEEKDAYS))
         if v[2] and w >= cx.ctx.mw then
             for _, sc in ipairs(scopes_of(cx.prof, w, cx.ctx)) do n = n + board_rem(cx, w, sc) end
         end
@@ -1427,6 +1597,7 @@ redis.register_function('fit_summary_delete', summary_delete)
 redis.register_function('fit_profile_set', profile_set)
 redis.register_function('fit_account_delete', account_delete)
 redis.register_function('fit_challenge_join', challenge_join)
+redis.register_function('fit_fold', fold)
 local ro = {'no-writes'}
 redis.register_function{function_name = 'fit_activity_get', callback = activity_get, flags = ro}
 redis.register_function{function_name = 'fit_weeks_get', callback = weeks_get, flags = ro}

@@ -8,6 +8,10 @@
  * FCALL itself. Counts, not times: the test cannot be flaky on a busy machine.
  *
  * The budget, COMMANDS_PER_UPLOAD, is the issue's target (15), FCALL included.
+ *
+ * It also measures Redis used_memory per member-day at rest (a day with one
+ * summary and two sessions, after fit_fold), against the target of 600 bytes,
+ * and checks that folding keeps every figure and what export owes the member.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -58,9 +62,26 @@ static int setup(void **state)
     snprintf(tmpdir, sizeof(tmpdir), "/tmp/fitsync-cost-XXXXXX");
     assert_non_null(mkdtemp(tmpdir));
     snprintf(sock, sizeof(sock), "%s/redis.sock", tmpdir);
-    char *argv[] = {"redis-server", "--port",      "0",       "--unixsocket", sock,
-                    "--save",       "",            "--appendonly", "no",      "--daemonize",
-                    "no",           "--dir",       tmpdir,    "--loglevel",   "warning",
+    /* The listpack limits are config/redis.conf's: memory is measured as deployed. */
+    char *argv[] = {"redis-server",
+                    "--port",
+                    "0",
+                    "--unixsocket",
+                    sock,
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--daemonize",
+                    "no",
+                    "--dir",
+                    tmpdir,
+                    "--loglevel",
+                    "warning",
+                    "--hash-max-listpack-entries",
+                    "256",
+                    "--hash-max-listpack-value",
+                    "4096",
                     NULL};
     assert_int_equal(posix_spawnp(&redis_pid, "redis-server", NULL, NULL, argv, environ), 0);
     for (int i = 0; i < 200 && access(sock, F_OK) != 0; i++)
@@ -270,7 +291,8 @@ static struct stats stats_now(void)
     redisReply *r = redisCommand(cli, "INFO commandstats");
     assert_non_null(r);
     assert_int_equal(r->type, REDIS_REPLY_STRING);
-    for (const char *p = strstr(r->str, "cmdstat_"); p && st.n < 64; p = strstr(p + 1, "cmdstat_")) {
+    for (const char *p = strstr(r->str, "cmdstat_"); p && st.n < 64;
+         p = strstr(p + 1, "cmdstat_")) {
         if (sscanf(p, "cmdstat_%31[^:]:calls=%lld", st.name[st.n], &st.calls[st.n]) == 2 &&
             strcmp(st.name[st.n], "info") != 0)
             st.n++;
@@ -420,10 +442,161 @@ static void test_upload_cost_is_flat(void **state)
     assert_true(heavy > 5 && fresh > 5);
 }
 
+static long long used_memory(void)
+{
+    redisReply *r = redisCommand(cli, "INFO memory");
+    assert_non_null(r);
+    const char *p = strstr(r->str, "used_memory:");
+    assert_non_null(p);
+    long long v = atoll(p + strlen("used_memory:"));
+    freeReplyObject(r);
+    return v;
+}
+
+static void fold_cb(int err, long long weeks, void *data)
+{
+    struct batch *b = data;
+    b->done++;
+    if (err)
+        b->failed++;
+}
+
+struct state_read {
+    int done;
+    json_t *state;
+};
+
+static void state_cb(int err, const json_t *state, void *data)
+{
+    struct state_read *r = data;
+    assert_int_equal(err, 0);
+    r->state = json_deep_copy(state);
+    r->done = 1;
+}
+
+static json_t *read_state(const char *user)
+{
+    struct state_read r = {0};
+    assert_int_equal(fit_ops_state(&ops, user, 0, state_cb, &r), 0);
+    for (int i = 0; i < 10000 && !r.done; i++)
+        uv_run(&loop, UV_RUN_ONCE);
+    assert_non_null(r.state);
+    return r.state;
+}
+
+static fit_week_status read_week(const char *user, const char *week)
+{
+    fit_week_status st;
+    struct week_read r = {0, &st};
+    const char *weeks[1] = {week};
+    assert_int_equal(fit_ops_weeks_get(&ops, user, weeks, 1, week_cb, &r), 0);
+    for (int i = 0; i < 10000 && !r.done; i++)
+        uv_run(&loop, UV_RUN_ONCE);
+    assert_true(r.done);
+    return st;
+}
+
+#define MEMBERS 100
+#define DAYS 28 /* 2026-01-05 (a Monday) to 2026-02-01: four ISO weeks */
+
+static void test_member_day_bytes(void **state)
+{
+    long long empty = used_memory();
+    for (int m = 0; m < MEMBERS; m++) {
+        struct batch b = {0};
+        char user[32];
+        snprintf(user, sizeof(user), "member-%03d", m);
+        for (int d = 0; d < DAYS; d++) {
+            char date[FIT_DATE_LEN], json[512];
+            fit_date day;
+            assert_int_equal(fit_date_parse("2026-01-05", &day), 0);
+            fit_date_format(fit_civil_from_days(fit_days_from_civil(day) + d), date);
+            /* Client ids as phones make them: UUIDs. */
+            snprintf(json, sizeof(json),
+                     "{\"client_id\":\"%08x-1111-4222-8333-%012x\",\"type\":\"walking\","
+                     "\"start\":\"%sT07:30:00+08:00\",\"duration_s\":1800,\"steps\":3100,"
+                     "\"distance_m\":2400}",
+                     m, d, date);
+            send_activity(&b, user, json);
+            snprintf(json, sizeof(json),
+                     "{\"client_id\":\"%08x-2111-4222-8333-%012x\",\"type\":\"running\","
+                     "\"start\":\"%sT18:00:00+08:00\",\"duration_s\":1500,"
+                     "\"distance_m\":4100}",
+                     m, d, date);
+            send_activity(&b, user, json);
+            send_summary(&b, user, date, 20 + d % 30);
+        }
+        wait_batch(&b);
+    }
+    long long unfolded = used_memory();
+    fit_week_status before = read_week("member-007", "2026-W03");
+    ops.fold_after_days = 57; /* the test's dates are months before the wall clock */
+    struct batch b = {0};
+    for (int m = 0; m < MEMBERS; m++) {
+        char user[32];
+        snprintf(user, sizeof(user), "member-%03d", m);
+        assert_int_equal(fit_ops_fold(&ops, user, 8, fold_cb, &b), 0);
+        b.sent++;
+    }
+    wait_batch(&b);
+    ops.fold_after_days = 0;
+    /* The change log is trimmed after sync.window_days: at rest it holds nothing of these days. */
+    for (int m = 0; m < MEMBERS; m++) {
+        char key[FIT_KEY_MAX], user[32];
+        snprintf(user, sizeof(user), "member-%03d", m);
+        fit_user_key(key, ops.shards, user, "log");
+        freeReplyObject(redisCommand(cli, "DEL %s", key));
+    }
+    long long folded = used_memory();
+    /* COST_DEBUG=1: where the bytes are (MEMORY USAGE per key, one week hash in full). */
+    if (getenv("COST_DEBUG")) {
+        redisReply *k = redisCommand(cli, "KEYS *");
+        for (size_t i = 0; i < k->elements; i++) {
+            if (!strstr(k->element[i]->str, "member-007") && strstr(k->element[i]->str, ":u:"))
+                continue;
+            redisReply *u = redisCommand(cli, "MEMORY USAGE %s", k->element[i]->str);
+            redisReply *e = redisCommand(cli, "OBJECT ENCODING %s", k->element[i]->str);
+            print_message("%s %lld %s\n", k->element[i]->str, u->integer, e->str);
+            freeReplyObject(u);
+            freeReplyObject(e);
+        }
+        freeReplyObject(k);
+        k = redisCommand(cli, "HGETALL fit:{s0}:u:member-007/w:2026-W03");
+        for (size_t i = 0; i + 1 < k->elements; i += 2)
+            print_message("  %s = %s\n", k->element[i]->str, k->element[i + 1]->str);
+        freeReplyObject(k);
+    }
+    double per_day = (double)(folded - empty) / (MEMBERS * DAYS);
+    print_message("used_memory per member-day (1 summary + 2 sessions): %.0f bytes before "
+                  "folding (change log included), %.0f folded (change log trimmed)\n",
+                  (double)(unfolded - empty) / (MEMBERS * DAYS), per_day);
+    assert_true(per_day <= 600);
+
+    /* Folding changed no figure, and export still has every session and summary. */
+    fit_week_status after = read_week("member-007", "2026-W03");
+    assert_int_equal(after.moderate_min, before.moderate_min);
+    assert_int_equal(after.vigorous_min, before.vigorous_min);
+    assert_int_equal(after.steps, before.steps);
+    assert_true(after.moderate_min > 0 && after.vigorous_min > 0);
+    json_t *st = read_state("member-007");
+    json_t *acts = json_object_get(st, "activities");
+    assert_int_equal(json_array_size(acts), 2 * DAYS);
+    json_t *first = json_array_get(acts, 0);
+    assert_true(json_is_true(json_object_get(first, "folded")));
+    assert_string_equal(json_string_value(json_object_get(first, "type")), "walking");
+    assert_string_equal(json_string_value(json_object_get(first, "start")),
+                        "2026-01-05T07:30:00+08:00");
+    assert_int_equal(json_integer_value(json_object_get(first, "duration_s")), 1800);
+    assert_int_equal(json_integer_value(json_object_get(first, "rev")), 1);
+    assert_int_equal(json_array_size(json_object_get(st, "summaries")), DAYS);
+    json_decref(st);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_upload_cost_is_flat, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_member_day_bytes, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
