@@ -244,15 +244,8 @@ local function session_parse(v)
     return {rev = tonumber(rev), del = del == '1', start = tonumber(start), dates = d, doc = doc}
 end
 
--- A day's items, x<date>: "sessions|summaries|tombstones|deleted", each a ";" list.
--- A session: cid,start,end,level,strength,balance,steps,metres with start and
--- end in ms from the date's 00:00 UTC; a summary: source,recorded_at,mo,vi,li,
--- steps,metres,local midnight ms; a tombstone: source,recorded_at; deleted:
--- the client ids of sessions deleted that started on the date (so folding
--- finds their tombstones). Client ids
--- and sources are [A-Za-z0-9._:@-] (protocol/fit_activity.c), so never hold
--- a separator. In Lua: {s = {cid -> segment array}, m = {source -> summary},
--- x = {source -> recorded_at}, d = {cid -> true}}.
+-- Client ids and sources are [A-Za-z0-9._:@-] (protocol/fit_activity.c): the
+-- packed text records below use ',', ';' and '|' as separators.
 local function split(v, sep)
     local r, i = {}, 1
     while true do
@@ -266,55 +259,48 @@ local function split(v, sep)
     end
 end
 
-local function numbers(v)
-    local f = {}
-    for x in string.gmatch(v, '[^,]+') do f[#f + 1] = x end
-    return f
-end
-
+-- A day's items, x<D>: MessagePack (cmsgpack, C code: cheaper to read and
+-- write than any Lua parser) of {s = {cid -> segment}, m = {source -> summary
+-- figures {r, mo, vi, li, st, di, dm}}, x = {source -> recorded_at of a deleted
+-- summary}, d = {client ids of sessions deleted that started on the date, so
+-- folding finds their tombstones}}. A segment's start and end are kept in ms
+-- from the date's 00:00 UTC (small integers pack short); the day rule needs
+-- only their differences.
+-- Summaries are stored as arrays [r, mo, vi, li, st, di, dm], r and dm in ms
+-- from the date's 00:00 UTC (date: "YYYY-MM-DD").
 local function items_parse(v, date)
-    local x = {s = {}, m = {}, x = {}, d = {}}
-    if not v then return x end
-    local base = day_number(date) * 86400000
-    local parts = split(v, '|')
-    for _, e in ipairs(split(parts[1], ';')) do
-        local f = numbers(e)
-        if #f == 8 then
-            x.s[f[1]] = {base + tonumber(f[2]), base + tonumber(f[3]), tonumber(f[4]), tonumber(f[5]),
-                         tonumber(f[6]), tonumber(f[7]), tonumber(f[8])}
-        end
+    local x = v and cmsgpack.unpack(v) or {}
+    x.s, x.x = x.s or {}, x.x or {}
+    local base, m = day_number(date) * 86400000, {}
+    for src, a in pairs(x.m or {}) do
+        m[src] = {r = a[1] + base, mo = a[2], vi = a[3], li = a[4], st = a[5], di = a[6], dm = a[7] + base}
     end
-    for _, e in ipairs(split(parts[2] or '', ';')) do
-        local f = numbers(e)
-        if #f == 8 then
-            x.m[f[1]] = {r = tonumber(f[2]), mo = tonumber(f[3]), vi = tonumber(f[4]), li = tonumber(f[5]),
-                         st = tonumber(f[6]), di = tonumber(f[7]), dm = tonumber(f[8])}
-        end
-    end
-    for _, e in ipairs(split(parts[3] or '', ';')) do
-        local f = numbers(e)
-        if #f == 2 then x.x[f[1]] = tonumber(f[2]) end
-    end
-    for _, cid in ipairs(split(parts[4] or '', ';')) do
-        if cid ~= '' then x.d[cid] = true end
-    end
+    x.m = m
+    local d = {}
+    for _, cid in ipairs(x.d or {}) do d[cid] = true end
+    x.d = d
     return x
 end
 
 local function items_pack(x, date)
-    local base = day_number(date) * 86400000
-    local s, m, t = {}, {}, {}
-    for cid, g in pairs(x.s) do
-        s[#s + 1] = table.concat({cid, num(g[1] - base), num(g[2] - base), g[3], g[4], g[5], num(g[6]), num(g[7])}, ',')
+    local base, t = day_number(date) * 86400000, {}
+    if next(x.s) then t.s = x.s end
+    if next(x.m) then
+        t.m = {}
+        for src, c in pairs(x.m) do t.m[src] = {c.r - base, c.mo, c.vi, c.li, c.st, c.di, c.dm - base} end
     end
-    for src, c in pairs(x.m) do
-        m[#m + 1] = table.concat({src, num(c.r), c.mo, c.vi, c.li, num(c.st), num(c.di), num(c.dm)}, ',')
-    end
-    for src, r in pairs(x.x) do t[#t + 1] = src .. ',' .. num(r) end
+    if next(x.x) then t.x = x.x end
     local d = {}
     for cid in pairs(x.d) do d[#d + 1] = cid end
-    return table.concat(s, ';') .. '|' .. table.concat(m, ';') .. '|' .. table.concat(t, ';') .. '|' ..
-           table.concat(d, ';')
+    if #d > 0 then t.d = d end
+    return cmsgpack.pack(t)
+end
+
+-- A segment from ARGV ([start_ms, end_ms, ...], UTC) as stored for its date.
+local function segment_of(seg, date)
+    local base = day_number(date) * 86400000
+    seg[1], seg[2] = seg[1] - base, seg[2] - base
+    return seg
 end
 
 -- Folded sessions, k<date> (see fit_fold below).
@@ -620,10 +606,12 @@ local function day_of_items(x)
     local ev, live = {}, false
     local mo, vi, li, ssteps, sdist = 0, 0, 0, 0, 0
     local asteps, adist, strength, balance = 0, 0, 0, 0
+    -- Each boundary is one number, t * 8 + (4 for a start, 0 for an end) + level, so
+    -- that the sort is numeric (ends before starts at the same instant).
     for _, s in pairs(x.s) do
         live = true
-        ev[#ev + 1] = {s[1], s[3], 1}
-        ev[#ev + 1] = {s[2], s[3], -1}
+        ev[#ev + 1] = s[1] * 8 + 4 + s[3]
+        ev[#ev + 1] = s[2] * 8 + s[3]
         if s[4] == 1 then strength = 1 end
         if s[5] == 1 then balance = 1 end
         if s[6] > 0 then asteps = asteps + s[6] end
@@ -638,18 +626,17 @@ local function day_of_items(x)
         sdist = math.max(sdist, m.di)
     end
     if not live then return nil end
-    table.sort(ev, function(a, b)
-        if a[1] ~= b[1] then return a[1] < b[1] end
-        return a[3] < b[3]
-    end)
+    table.sort(ev)
     local cnt, ms, prev = {0, 0, 0}, {0, 0, 0}, nil
     for _, e in ipairs(ev) do
-        if prev and e[1] > prev then
+        local t, code = math.floor(e / 8), e % 8
+        if prev and t > prev then
             local lvl = (cnt[3] > 0 and 3) or (cnt[2] > 0 and 2) or (cnt[1] > 0 and 1) or 0
-            if lvl > 0 then ms[lvl] = ms[lvl] + (e[1] - prev) end
+            if lvl > 0 then ms[lvl] = ms[lvl] + (t - prev) end
         end
-        cnt[e[2]] = cnt[e[2]] + e[3]
-        prev = e[1]
+        local lvl = code % 4
+        cnt[lvl] = cnt[lvl] + (code >= 4 and 1 or -1)
+        prev = t
     end
     return {
         mo = math.max(mo, minutes(ms[2])),
@@ -957,7 +944,7 @@ local function segments_by_week(args, first, n, groups, index)
             g.seen[date] = true
             g.dates[#g.dates + 1] = date
         end
-        g.segs[date] = cjson.decode(args[first + 3 * i + 2])
+        g.segs[date] = segment_of(cjson.decode(args[first + 3 * i + 2]), date)
         dates[#dates + 1] = date
     end
     return groups, index, dates
