@@ -260,17 +260,23 @@ local function split(v, sep)
 end
 
 -- A day's items, x<D>: MessagePack (cmsgpack, C code: cheaper to read and
--- write than any Lua parser) of {s = {cid -> segment}, m = {source -> summary
+-- write than any Lua parser) of {f = the sessions' segments as one flat array
+-- [cid, start, end, level, strength, balance, steps, metres, cid, ...] (no
+-- table per session to build or walk), m = {source -> summary
 -- figures {r, mo, vi, li, st, di, dm}}, x = {source -> recorded_at of a deleted
 -- summary}, d = {client ids of sessions deleted that started on the date, so
 -- folding finds their tombstones}}. A segment's start and end are kept in ms
 -- from the date's 00:00 UTC (small integers pack short); the day rule needs
 -- only their differences.
 -- Summaries are stored as arrays [r, mo, vi, li, st, di, dm], r and dm in ms
--- from the date's 00:00 UTC (date: "YYYY-MM-DD").
+-- from the date's 00:00 UTC (date: "YYYY-MM-DD"). In Lua, x.f is the stored
+-- flat array and x.s this call's edits: cid -> segment (added or replaced) or
+-- false (removed).
+local SEG = 8 -- values per session in x.f
+
 local function items_parse(v, date)
     local x = v and cmsgpack.unpack(v) or {}
-    x.s, x.x = x.s or {}, x.x or {}
+    x.f, x.s, x.x = x.f or {}, {}, x.x or {}
     local base, m = day_number(date) * 86400000, {}
     for src, a in pairs(x.m or {}) do
         m[src] = {r = a[1] + base, mo = a[2], vi = a[3], li = a[4], st = a[5], di = a[6], dm = a[7] + base}
@@ -282,9 +288,45 @@ local function items_parse(v, date)
     return x
 end
 
+-- Calls fn(cid, start, end, level, strength, balance, steps, metres) for every
+-- session the day holds after this call's edits.
+local function sessions_each(x, fn)
+    local f = x.f
+    for i = 1, #f, SEG do
+        if x.s[f[i]] == nil then fn(f[i], f[i + 1], f[i + 2], f[i + 3], f[i + 4], f[i + 5], f[i + 6], f[i + 7]) end
+    end
+    for cid, g in pairs(x.s) do
+        if g then fn(cid, g[1], g[2], g[3], g[4], g[5], g[6], g[7]) end
+    end
+end
+
+local function has_sessions(x)
+    for i = 1, #x.f, SEG do
+        if x.s[x.f[i]] == nil then return true end
+    end
+    for _, g in pairs(x.s) do
+        if g then return true end
+    end
+    return false
+end
+
 local function items_pack(x, date)
     local base, t = day_number(date) * 86400000, {}
-    if next(x.s) then t.s = x.s end
+    local f, n = {}, 0
+    for i = 1, #x.f, SEG do
+        if x.s[x.f[i]] == nil then
+            for j = 0, SEG - 1 do f[n + 1 + j] = x.f[i + j] end
+            n = n + SEG
+        end
+    end
+    for cid, g in pairs(x.s) do
+        if g then
+            f[n + 1] = cid
+            for j = 1, SEG - 1 do f[n + 1 + j] = g[j] end
+            n = n + SEG
+        end
+    end
+    if n > 0 then t.f = f end
     if next(x.m) then
         t.m = {}
         for src, c in pairs(x.m) do t.m[src] = {c.r - base, c.mo, c.vi, c.li, c.st, c.di, c.dm - base} end
@@ -626,15 +668,17 @@ local function day_of_items(x)
     local asteps, adist, strength, balance = 0, 0, 0, 0
     -- Each boundary is one number, t * 8 + (4 for a start, 0 for an end) + level, so
     -- that the sort is numeric (ends before starts at the same instant).
-    for _, s in pairs(x.s) do
-        live = true
-        ev[#ev + 1] = s[1] * 8 + 4 + s[3]
-        ev[#ev + 1] = s[2] * 8 + s[3]
-        if s[4] == 1 then strength = 1 end
-        if s[5] == 1 then balance = 1 end
-        if s[6] > 0 then asteps = asteps + s[6] end
-        if s[7] > 0 then adist = adist + s[7] end
-    end
+    local n = 0
+    sessions_each(x, function(_, s, e, lvl, sg, ba, steps, dist)
+        ev[n + 1] = s * 8 + 4 + lvl
+        ev[n + 2] = e * 8 + lvl
+        n = n + 2
+        if sg == 1 then strength = 1 end
+        if ba == 1 then balance = 1 end
+        if steps > 0 then asteps = asteps + steps end
+        if dist > 0 then adist = adist + dist end
+    end)
+    live = n > 0
     for _, m in pairs(x.m) do
         live = true
         mo = math.max(mo, m.mo)
@@ -720,7 +764,7 @@ local function week_save(cx, W)
         elseif day.old then
             del[#del + 1] = wd(date)
         end
-        if next(day.x.s) or next(day.x.m) or next(day.x.x) or next(day.x.d) then
+        if has_sessions(day.x) or next(day.x.m) or next(day.x.x) or next(day.x.d) then
             set[#set + 1] = 'x' .. wd(date)
             set[#set + 1] = items_pack(day.x, date)
         elseif day.had_x then
@@ -993,7 +1037,7 @@ local function session_apply(cx, cid, groups, deleted_on)
     local weeks = {}
     for _, g in ipairs(groups) do
         local W = week_load(cx.P, g.week, g.dates)
-        for _, date in ipairs(g.dates) do W.days[date].x.s[cid] = g.segs[date] end
+        for _, date in ipairs(g.dates) do W.days[date].x.s[cid] = g.segs[date] or false end
         if deleted_on and W.days[deleted_on] then W.days[deleted_on].x.d[cid] = true end
         W.nd = (next(g.segs) and 1 or 0) - (g.old and 1 or 0)
         week_save(cx, W)
@@ -1283,14 +1327,14 @@ local function fold(keys, args)
                 local date = week_dates(w)[tonumber(string.sub(h[i], 2)) + 1]
                 local x = items_parse(h[i + 1], date)
                 days[#days + 1] = {date, x}
-                for _, list in ipairs({x.s, x.d}) do
-                    for cid in pairs(list) do
-                        if not seen[cid] then
-                            seen[cid] = true
-                            order[#order + 1] = cid
-                        end
+                local function found(cid)
+                    if not seen[cid] then
+                        seen[cid] = true
+                        order[#order + 1] = cid
                     end
                 end
+                sessions_each(x, found)
+                for cid in pairs(x.d) do found(cid) end
             end
         end
         local set, del, drop, kept = {}, {}, {}, {}
@@ -1314,7 +1358,7 @@ local function fold(keys, args)
         end
         for _, e in ipairs(days) do
             local date, x = e[1], e[2]
-            x.s, x.x, x.d = {}, {}, {}
+            x.f, x.s, x.x, x.d = {}, {}, {}, {}
             if next(x.m) then
                 set[#set + 1] = 'x' .. wd(date)
                 set[#set + 1] = items_pack(x, date)
