@@ -24,7 +24,7 @@ slot (DESIGN.md decision 3). With P = "fit:{sN}:u:<user>/" (user ids may hold
   P.."log"        stream  the change log: one entry per upsert or delete
   P.."m"          hash    the member: profile fields by name; internal "_s"
                           (first seen, UTC ms) and "_ch" (challenges joined,
-                          JSON), never returned as profile; and per session
+                          MessagePack), never returned as profile; and per session
                           ":"<client_id> -> "rev|del|start_ms|dates|doc" (del 1
                           = tombstone, doc dropped; dates = its local dates,
                           comma separated; doc as sent). One hash, so one
@@ -424,6 +424,32 @@ end
 
 -- The profile fields (server/fit_h_sync.c validates them; fit_ops_profile_set sends them).
 local PROFILE_FIELDS = {'birth_year', 'district', 'gender', 'pregnant', 'display_name', 'team', 'boards'}
+-- The member's challenges, field "_ch": MessagePack of an array of
+-- [id, from, to, fm, tm, metric, progress, team contribution, achieved at ms (0:
+-- not yet), definition JSON]. What every upload needs (the window, the metric,
+-- the progress) unpacks in C; the definition (goal, cap, team, name, types) is
+-- decoded only for a challenge a change falls into (challenge_def).
+local function challenges_parse(v)
+    if not v then return nil end
+    local r = {}
+    for _, e in ipairs(cmsgpack.unpack(v)) do
+        r[e[1]] = {from = e[2], to = e[3], fm = e[4], tm = e[5], metric = e[6], p = e[7], c = e[8],
+                   a = e[9] ~= 0 and e[9] or nil, dj = e[10]}
+    end
+    return r
+end
+
+local function challenges_pack(ch)
+    local a = {}
+    for id, r in pairs(ch) do a[#a + 1] = {id, r.from, r.to, r.fm, r.tm, r.metric, r.p, r.c, r.a or 0, r.dj} end
+    return cmsgpack.pack(a)
+end
+
+local function challenge_def(rec)
+    if not rec.d then rec.d = cjson.decode(rec.dj) end
+    return rec.d
+end
+
 local PROFILE_READ = {'district', 'team', 'birth_year', 'boards', 'pregnant', 'gender', '_s', '_ch'}
 
 -- Reads the profile fields that scopes, bands and challenges need, and with
@@ -435,7 +461,7 @@ local function profile_load(cx, cid)
     local p = {}
     for i, k in ipairs(PROFILE_READ) do p[k] = v[i] or nil end
     cx.prof = p
-    cx.ch = p._ch and cjson.decode(p._ch) or nil
+    cx.ch = challenges_parse(p._ch)
     return cid and v[#f] or nil
 end
 
@@ -818,9 +844,10 @@ end
 -- ---- virtual challenges (the member's side) ----
 --
 -- A member who joins a challenge gets its definition copied to their member
--- hash, field "_ch": JSON {event: {d: {from, to (local dates), fm, tm (UTC ms),
--- metric, types, goal, team, cap, name}, p: progress, c: contribution to the
--- team (capped), a: UTC ms the goal was reached (achievements stay)}}. The
+-- hash, field "_ch" (challenges_parse): per challenge its window (from, to
+-- as local dates; fm, tm in UTC ms), metric, progress, contribution to the
+-- team (capped), the UTC ms the goal was reached (achievements stay) and the
+-- definition as joined (JSON: also goal, team, cap, name, types). The
 -- challenge's boards live on each shard, merged on read:
 --   fit:{sN}:ch:<event>/all    zset  user -> progress
 --   fit:{sN}:ch:<event>/teams  zset  team -> sum of its members' capped progress
@@ -841,6 +868,7 @@ end
 local function session_distance(def, s)
     if not s.start or s.start < def.fm or s.start > def.tm then return 0 end
     if not s.d then s.d = cjson.decode(s.doc) end
+    if def.dj then def = challenge_def(def) end
     if type_in(def, s.d.type) and type(s.d.distance_m) == 'number' then return s.d.distance_m end
     return 0
 end
@@ -856,7 +884,7 @@ end
 -- not change: "boards": false keeps them off challenge boards too (their
 -- progress still counts for their team, an aggregate).
 local function challenge_set(cx, id, rec, p, refresh)
-    local def, S = rec.d, cx.S
+    local def, S = challenge_def(rec), cx.S
     local listed = cx.prof.boards ~= '0'
     local c = p
     if type(def.cap) == 'number' and def.cap > 0 then c = math.min(p, def.cap) end
@@ -889,7 +917,7 @@ local function challenges_apply(cx, sessions)
     if not cx.ch then return end
     local dirty = false
     for id, rec in pairs(cx.ch) do
-        local def, delta = rec.d, 0
+        local def, delta = rec, 0
         if def.metric == 'distance_m' then
             for _, s in ipairs(sessions) do delta = delta + s.sign * session_distance(def, s) end
             delta = math.floor(delta * 1000 + 0.5) / 1000
@@ -907,7 +935,7 @@ local function challenges_apply(cx, sessions)
             dirty = true
         end
     end
-    if dirty then cx.pset._ch = cjson.encode(cx.ch) end
+    if dirty then cx.pset._ch = challenges_pack(cx.ch) end
 end
 
 -- A new challenge's progress from what the member already logged in its window
@@ -958,16 +986,17 @@ local function challenge_join(keys, args)
     if not rec then
         status = 'joined'
         cx.now = now_ms()
-        rec = {d = cjson.decode(args[2]), p = 0, c = 0}
+        local d = cjson.decode(args[2])
+        rec = {from = d.from, to = d.to, fm = d.fm, tm = d.tm, metric = d.metric, p = 0, c = 0, dj = args[2], d = d}
         cx.ch[id] = rec
         redis.call('HINCRBY', cx.S .. 'tot', 'participations', 1)
         redis.call('HINCRBY', cx.S .. 'chn', id, 1)
         local p = challenge_initial(P, rec.d)
         if p ~= 0 then challenge_set(cx, id, rec, p, false) end
-        redis.call('HSET', P .. 'm', '_ch', cjson.encode(cx.ch))
+        redis.call('HSET', P .. 'm', '_ch', challenges_pack(cx.ch))
         publish(cx.touched)
     end
-    return {status, cjson.encode({p = rec.p, c = rec.c}), rec.a and num(rec.a) or '', rec.d.team or ''}
+    return {status, cjson.encode({p = rec.p, c = rec.c}), rec.a and num(rec.a) or '', challenge_def(rec).team or ''}
 end
 
 -- fit_challenge_top (read-only): one shard's part of a challenge board.
@@ -1286,7 +1315,7 @@ local function profile_set(keys, args)
     -- Challenge boards follow the profile too (the "boards" flag, the name).
     if cx.ch then
         for id, rec in pairs(cx.ch) do challenge_set(cx, id, rec, rec.p, true) end
-        cx.pset._ch = cjson.encode(cx.ch)
+        cx.pset._ch = challenges_pack(cx.ch)
     end
     member_seen(cx)
     call_finish(cx)
@@ -1534,8 +1563,9 @@ local function account_delete(keys, args)
     n = n + redis.call('HDEL', cx.S .. 'lbnames', cx.user)
     for id, rec in pairs(cx.ch or {}) do
         n = n + redis.call('ZREM', cx.S .. 'ch:' .. id .. '/all', cx.user)
-        if rec.d.team and rec.d.team ~= '' and rec.c ~= 0 then
-            redis.call('ZINCRBY', cx.S .. 'ch:' .. id .. '/teams', -rec.c, rec.d.team)
+        local def = challenge_def(rec)
+        if def.team and def.team ~= '' and rec.c ~= 0 then
+            redis.call('ZINCRBY', cx.S .. 'ch:' .. id .. '/teams', -rec.c, def.team)
         end
         redis.call('HINCRBY', cx.S .. 'chn', id, -1)
         cx.touched[#cx.touched + 1] = 'challenge:' .. id .. ':all'
