@@ -260,9 +260,10 @@ local function split(v, sep)
 end
 
 -- A day's items, x<D>: MessagePack (cmsgpack, C code: cheaper to read and
--- write than any Lua parser) of {f = the sessions' segments as one flat array
--- [cid, start, end, level, strength, balance, steps, metres, cid, ...] (no
--- table per session to build or walk), m = {source -> summary
+-- write than any Lua parser) of {f = the sessions' segments, one string of
+-- MessagePack values cid, start, end, level, strength, balance, steps, metres,
+-- cid, ... (no table per session to build or walk; a new session is appended
+-- to the string without re-encoding the others), m = {source -> summary
 -- figures {r, mo, vi, li, st, di, dm}}, x = {source -> recorded_at of a deleted
 -- summary}, d = {client ids of sessions deleted that started on the date, so
 -- folding finds their tombstones}}. A segment's start and end are kept in ms
@@ -274,9 +275,28 @@ end
 -- false (removed).
 local SEG = 8 -- values per session in x.f
 
+-- Every value of a string of concatenated MessagePack values, as one array
+-- (in chunks: a Lua call returns at most a few thousand values).
+local function unpack_all(str)
+    local r, off = {}, 0
+    while off >= 0 and off < #str do
+        local res = {cmsgpack.unpack_limit(str, 800, off)}
+        off = res[1]
+        for i = 2, #res do r[#r + 1] = res[i] end
+    end
+    return r
+end
+
+local function pack_all(list)
+    local parts = {}
+    for i = 1, #list, 800 do parts[#parts + 1] = cmsgpack.pack(unpack(list, i, math.min(#list, i + 799))) end
+    return table.concat(parts)
+end
+
 local function items_parse(v, date)
     local x = v and cmsgpack.unpack(v) or {}
-    x.f, x.s, x.x = x.f or {}, {}, x.x or {}
+    x.fs = x.f or ''
+    x.f, x.s, x.x = unpack_all(x.fs), {}, x.x or {}
     local base, m = day_number(date) * 86400000, {}
     for src, a in pairs(x.m or {}) do
         m[src] = {r = a[1] + base, mo = a[2], vi = a[3], li = a[4], st = a[5], di = a[6], dm = a[7] + base}
@@ -313,10 +333,12 @@ end
 local function items_pack(x, date)
     local base, t = day_number(date) * 86400000, {}
     local f, n = {}, 0
-    for i = 1, #x.f, SEG do
-        if x.s[x.f[i]] == nil then
-            for j = 0, SEG - 1 do f[n + 1 + j] = x.f[i + j] end
-            n = n + SEG
+    if not x.append then
+        for i = 1, #x.f, SEG do
+            if x.s[x.f[i]] == nil then
+                for j = 0, SEG - 1 do f[n + 1 + j] = x.f[i + j] end
+                n = n + SEG
+            end
         end
     end
     for cid, g in pairs(x.s) do
@@ -326,7 +348,9 @@ local function items_pack(x, date)
             n = n + SEG
         end
     end
-    if n > 0 then t.f = f end
+    -- x.append: this call only added sessions new to the day (activity_put).
+    local fs = (x.append and x.fs or '') .. pack_all(f)
+    if fs ~= '' then t.f = fs end
     if next(x.m) then
         t.m = {}
         for src, c in pairs(x.m) do t.m[src] = {c.r - base, c.mo, c.vi, c.li, c.st, c.di, c.dm - base} end
@@ -1062,11 +1086,14 @@ end
 
 -- Applies one session's change to its weeks: its old days lose it, its new
 -- days get their segments; each week's session count moves by one per side.
-local function session_apply(cx, cid, groups, deleted_on)
+local function session_apply(cx, cid, groups, deleted_on, is_new)
     local weeks = {}
     for _, g in ipairs(groups) do
         local W = week_load(cx.P, g.week, g.dates)
-        for _, date in ipairs(g.dates) do W.days[date].x.s[cid] = g.segs[date] or false end
+        for _, date in ipairs(g.dates) do
+            W.days[date].x.s[cid] = g.segs[date] or false
+            W.days[date].x.append = is_new
+        end
         if deleted_on and W.days[deleted_on] then W.days[deleted_on].x.d[cid] = true end
         W.nd = (next(g.segs) and 1 or 0) - (g.old and 1 or 0)
         week_save(cx, W)
@@ -1099,7 +1126,7 @@ local function activity_put(keys, args)
     end
     cx.pset[':' .. cid] = session_pack(1, false, start, dates, doc)
     local cursor = log_change(cx, 'activity', 'upsert', cid, 1, doc, device)
-    local weeks = session_apply(cx, cid, groups)
+    local weeks = session_apply(cx, cid, groups, nil, true)
     member_seen(cx)
     cx.tot.activities = 1
     cx.upm = true
