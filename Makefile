@@ -10,7 +10,7 @@ JOBS ?= $(shell nproc)
 PORT ?= 8080
 DATA ?= data
 
-.PHONY: all setup web build run run-cluster test sanitize check-valgrind fuzz bench format format-check clean
+.PHONY: all setup web build run run-cluster test sanitize check-valgrind fuzz bench bench-cost format format-check clean
 
 all: build
 
@@ -79,6 +79,11 @@ fuzz: setup
 BENCH_RUNS ?= 3
 bench: build
 	@tools/bench.sh --runs $(BENCH_RUNS) --build-dir $(BUILD) --update-doc BENCHMARKS.md
+
+# The flat-cost benchmark (tools/bench_cost.sh, about 5 minutes): a new and a heavy member
+# population, Redis commands and usec per upload against a 12-HINCRBY reference Function.
+bench-cost: build
+	@tools/bench_cost.sh --runs $(BENCH_RUNS) --build-dir $(BUILD) --update-doc BENCHMARKS.md
 
 format:
 	@git ls-files '*.c' '*.h' | xargs clang-format -i

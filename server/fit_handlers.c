@@ -201,6 +201,15 @@ void fit_push_progress(fit_server *srv, const char *user, const char *const *wee
 /* ------------------------------------------------------------------ */
 /* hello, profile.set, week.get                                        */
 
+/* Weeks folded per sign-in at most: bounded work, and a year of history folds in 13. */
+#define FOLD_WEEKS_PER_HELLO 4
+
+static void fold_done(int err, long long weeks, void *data)
+{
+    if (err)
+        fprintf(stderr, "fitsync: folding old sessions failed: %s\n", fit_strerror(err));
+}
+
 static void welcome_cursor(int err, const char *cursor, void *data)
 {
     fit_pending *p = data;
@@ -279,6 +288,10 @@ static void handle_hello(fit_session *s, fit_request *req)
     fit_pending *p = fit_pending_new(s, req);
     if (!p)
         return;
+    /* Retention: a signed-in member's sessions that nothing can change any more are
+     * folded into their days' figures, a few weeks per sign-in (docs/SCALING.md). A
+     * failure only postpones it to the next sign-in. */
+    fit_ops_fold(&srv->ops, p->user, FOLD_WEEKS_PER_HELLO, fold_done, NULL);
     if (fit_ops_sync_head(&srv->ops, p->user, welcome_cursor, p) != 0)
         welcome_cursor(FIT_EUNAVAILABLE, NULL, p);
 }

@@ -405,6 +405,13 @@ int fit_server_start(fit_server *srv, uv_loop_t *loop, fit_config *cfg)
     srv->ops.who = &cfg->who;
     srv->ops.board_keep_weeks = cfg->boards_keep_weeks;
     srv->ops.tz_offset_min = cfg->timezone_offset_min;
+    /* Fold only what neither the change log nor an upload can reach any more; with no
+     * acceptance limit (max_age_weeks 0) an old session can always change: never fold. */
+    if (cfg->max_age_weeks > 0) {
+        int reach = cfg->max_age_weeks * 7;
+        srv->ops.fold_after_days =
+            (reach > cfg->sync_window_days ? reach : cfg->sync_window_days) + 1;
+    }
     fit_age_bands_spec(&cfg->boards, srv->ops.age_bands, sizeof(srv->ops.age_bands));
     fit_ops_who_json(&cfg->who, srv->ops.who_json, sizeof(srv->ops.who_json));
     if (uv_random(NULL, NULL, &srv->origin, sizeof(srv->origin), 0, NULL) != 0)

@@ -25,13 +25,24 @@
  * push showing a higher one yields one latency sample (now - send time) for
  * every item newly reflected.
  *
+ * Realistic members (issue 11): with --history-days N each uploader first
+ * logs N days of history ending on W's Sunday, --sessions-per-day S sessions a
+ * day (7 minutes each, 10 minutes apart from 06:00, every third a 900 m run,
+ * the others walks), and with --challenges C it joins C virtual challenges
+ * that one extra staff connection creates first: the first C - max(1, C/5)
+ * ended before W (six days each, back from W's Monday), the rest running
+ * (from the week before W to 30 days after today). An uploader's setup is
+ * then: hello -> profile.set -> history uploads (100 sessions a message, 8 in
+ * flight over all uploaders) -> challenge.join x C (once the staff connection has created them)
+ * -> ready. The staff connection: hello -> event.create x C -> done; it is
+ * not one of --connections and is not measured.
+ *
  * Phases: connect (at --ramp pace, at most --max-pending handshakes at
  * once) -> every connection ready (welcome, and its profile.set / subscribe
- * answered) -> measure for --duration seconds -> drain (no new uploads, wait
- * for outstanding acks and the next board ticks) -> report. The report goes
- * to stdout as text and, with --json FILE, as JSON. Exit status 0 only when
- * there were no errors at all (failed connections, error replies, rejected
- * items).
+ * answered, history and joins done) -> measure for --duration seconds -> drain (no new uploads,
+ * wait for outstanding acks and the next board ticks) -> report. The report goes to stdout as text
+ * and, with --json FILE, as JSON. Exit status 0 only when there were no errors at all (failed
+ * connections, error replies, rejected items).
  *
  * --serve-echo PORT turns the program into the "WebSocket floor": a bare lws
  * server on the same kind of loop that answers every message with a tiny
@@ -130,7 +141,7 @@ static double h_quantile_ms(const histo *h, double q)
 /* ------------------------------------------------------------------ */
 /* state                                                               */
 
-typedef enum { ROLE_UPLOADER, ROLE_SUBSCRIBER, ROLE_IDLE } conn_role;
+typedef enum { ROLE_UPLOADER, ROLE_SUBSCRIBER, ROLE_IDLE, ROLE_STAFF } conn_role;
 
 typedef enum {
     C_WAITING,    /* not started */
@@ -157,6 +168,8 @@ typedef struct {
     uint64_t next_item;
     uint64_t *item_sent_ns; /* per tracked item (slot of week W) */
     uint64_t msg_sent_ns[MSG_RING];
+    /* uploader's setup: history messages sent / answered, challenges joined */
+    int profiled, hist_sent, hist_acked, joins_acked, wait_joins;
     /* subscriber */
     int board;
     int *seen_items; /* per uploader: items reflected so far */
@@ -180,6 +193,7 @@ struct bench_app {
     double upload_rate, duration_s, ramp_s;
     int max_pending, connect_timeout_s, reply_timeout_s, drain_ms;
     int echo, spread_days;
+    int history_days, sessions_per_day, challenges;
     char week[FIT_WEEK_LEN];
     fit_date monday; /* of week */
     char run_id[16];
@@ -198,7 +212,10 @@ struct bench_app {
     uint64_t t_start_ns, t_first_est_ns, t_last_est_ns, t_measure_ns, t_measure_end_ns, t_drain_ns;
     uint64_t last_deadline_check_ms;
     double upload_credit;
-    int rr; /* round robin among uploaders */
+    int rr;              /* round robin among uploaders */
+    bench_conn *staff;   /* creates the challenges (--challenges), or NULL */
+    int challenges_made; /* event.create answered */
+    int hist_inflight;   /* history messages sent and not yet answered, all uploaders */
     struct rusage ru_measure0, ru_measure1;
     /* tallies */
     int established;
@@ -311,7 +328,7 @@ static int conn_send_json(bench_conn *c, json_t *msg)
 
 static void conn_user(const bench_conn *c, char *buf, size_t len)
 {
-    static const char role_ch[] = {'u', 's', 'i'};
+    static const char role_ch[] = {'u', 's', 'i', 'x'};
     snprintf(buf, len, "b%c%d", role_ch[c->role], c->index);
 }
 
@@ -321,7 +338,8 @@ static void conn_send_hello(bench_conn *c)
     char user[32];
     conn_user(c, user, sizeof(user));
     char *token = NULL;
-    int rc = fit_token_mint(user, "member", (int64_t)time(NULL) + TOKEN_TTL_S, NULL, app->secret,
+    int rc = fit_token_mint(user, c->role == ROLE_STAFF ? "staff" : "member",
+                            (int64_t)time(NULL) + TOKEN_TTL_S, NULL, app->secret,
                             strlen(app->secret), &token);
     if (rc != 0) {
         conn_fail(c, "client_token", "cannot mint a token: %s", fit_strerror(rc));
@@ -336,7 +354,140 @@ static void conn_send_hello(bench_conn *c)
 static void conn_ready(bench_conn *c)
 {
     c->state = C_READY;
-    c->app->ready++;
+    if (c->role != ROLE_STAFF)
+        c->app->ready++;
+}
+
+/* ---- realistic members: history, challenges (--history-days, --challenges) ---- */
+
+#define HIST_BATCH 100
+/* History messages in flight, over all uploaders: Redis runs them one after another, and
+ * a deeper queue than this would outlast fitsyncd's Redis command timeout. */
+#define HIST_INFLIGHT 8
+
+static int hist_messages(const bench_app *app)
+{
+    int n = app->history_days * app->sessions_per_day;
+    return (n + HIST_BATCH - 1) / HIST_BATCH;
+}
+
+/* Challenges that ended before W; the rest are running. */
+static int ended_challenges(const bench_app *app)
+{
+    int running = app->challenges / 5 > 1 ? app->challenges / 5 : 1;
+    return app->challenges > running ? app->challenges - running : 0;
+}
+
+static void challenge_id(const bench_app *app, int k, char *buf, size_t len)
+{
+    snprintf(buf, len, "bch-%s-%d", app->run_id, k);
+}
+
+/* History message m of an uploader: sessions m*HIST_BATCH.. of its N days x S. */
+static int conn_send_history(bench_conn *c, int m)
+{
+    bench_app *app = c->app;
+    size_t cap = 256 + HIST_BATCH * 224;
+    char *buf = malloc(cap);
+    if (!buf) {
+        conn_fail(c, "client_oom", "out of memory building history");
+        return -1;
+    }
+    int total = app->history_days * app->sessions_per_day;
+    int n = snprintf(buf, cap, "{\"type\":\"activity.upload\",\"id\":\"y%d\",\"activities\":[", m);
+    for (int k = 0; k < HIST_BATCH && m * HIST_BATCH + k < total; k++) {
+        int item = m * HIST_BATCH + k;
+        int day = item / app->sessions_per_day, slot = item % app->sessions_per_day;
+        fit_date d = fit_civil_from_days(fit_days_from_civil(app->monday) + 6 - day);
+        char date[FIT_DATE_LEN];
+        fit_date_format(d, date);
+        int minute = 6 * 60 + 10 * slot;
+        int run = slot % 3 == 0;
+        n += snprintf(buf + n, cap - (size_t)n,
+                      "%s{\"client_id\":\"%s-h%d-%d\",\"type\":\"%s\",\"start\":\"%sT%02d:%02d:"
+                      "00" TZ_OFFSET "\",\"duration_s\":420%s}",
+                      k ? "," : "", app->run_id, c->index, item, run ? "running" : "walking", date,
+                      minute / 60 % 24, minute % 60, run ? ",\"distance_m\":900" : "");
+    }
+    n += snprintf(buf + n, cap - (size_t)n, "]}");
+    int rc = conn_send_text(c, buf, (size_t)n);
+    free(buf);
+    c->hist_sent++;
+    return rc;
+}
+
+static void conn_send_joins(bench_conn *c)
+{
+    bench_app *app = c->app;
+    c->wait_joins = 0;
+    for (int k = 0; k < app->challenges; k++) {
+        char id[48], rid[16];
+        challenge_id(app, k, id, sizeof(id));
+        snprintf(rid, sizeof(rid), "j%d", k);
+        conn_send_json(
+            c, json_pack("{s:s, s:s, s:s}", "type", "challenge.join", "id", rid, "event", id));
+    }
+}
+
+/* The uploader's next setup step after profile.set, a history ack or a join. */
+static void conn_setup_next(bench_conn *c)
+{
+    bench_app *app = c->app;
+    int msgs = hist_messages(app);
+    if (c->hist_acked < msgs) {
+        while (c->hist_sent < msgs && app->hist_inflight < HIST_INFLIGHT) {
+            if (conn_send_history(c, c->hist_sent) != 0)
+                return;
+            app->hist_inflight++;
+        }
+        return;
+    }
+    if (c->joins_acked < app->challenges) {
+        if (c->joins_acked == 0 && !c->wait_joins && app->challenges_made < app->challenges)
+            c->wait_joins = 1; /* sent once the staff connection has created them */
+        else if (c->joins_acked == 0 && !c->wait_joins)
+            conn_send_joins(c);
+        return;
+    }
+    conn_ready(c);
+}
+
+/* The staff connection: creates the challenges (virtual events, all at once). */
+static void staff_create(bench_conn *c)
+{
+    bench_app *app = c->app;
+    int64_t monday = fit_days_from_civil(app->monday);
+    int64_t today = ((int64_t)time(NULL) + TZ_OFFSET_MIN * 60) / 86400;
+    static const char *const metrics[] = {"equivalent_min", "active_days", "distance_m"};
+    for (int k = 0; k < app->challenges; k++) {
+        int ended = k < ended_challenges(app);
+        /* ended: 6-day windows back from W's Monday (inside 8 weeks of history) */
+        int64_t from = ended ? monday - 6 * (k + 1) : monday - 7;
+        int64_t to = ended ? monday - 6 * k - 1 : today + 30;
+        char id[48], rid[16], f[FIT_DATE_LEN], t[FIT_DATE_LEN];
+        challenge_id(app, k, id, sizeof(id));
+        snprintf(rid, sizeof(rid), "e%d", k);
+        fit_date_format(fit_civil_from_days(from), f);
+        fit_date_format(fit_civil_from_days(to), t);
+        const char *metric = metrics[k % 3];
+        json_t *m = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:i}", "type",
+                              "event.create", "id", rid, "event", id, "name", id, "kind", "virtual",
+                              "from", f, "to", t, "metric", metric, "goal", 100000);
+        if (strcmp(metric, "distance_m") == 0)
+            json_object_set_new(m, "activity_types", json_pack("[s]", "running"));
+        conn_send_json(c, m);
+    }
+}
+
+static void on_staff_reply(bench_conn *c)
+{
+    bench_app *app = c->app;
+    if (++app->challenges_made < app->challenges)
+        return;
+    conn_ready(c);
+    for (int u = 0; u < app->uploaders; u++)
+        if (app->conns[u].wait_joins)
+            conn_send_joins(&app->conns[u]);
 }
 
 /* After welcome: the role's one setup message, or ready at once. */
@@ -348,6 +499,10 @@ static void conn_setup(bench_conn *c)
         return;
     }
     c->state = C_SETUP;
+    if (c->role == ROLE_STAFF) {
+        staff_create(c);
+        return;
+    }
     if (c->role == ROLE_UPLOADER) {
         char name[32];
         conn_user(c, name, sizeof(name));
@@ -541,9 +696,30 @@ static void conn_on_message(bench_conn *c, char *buf, size_t len)
     }
     if (re[0] == 'h' && c->state == C_HELLO)
         conn_setup(c);
-    else if (re[0] == 'p' && c->state == C_SETUP)
-        conn_ready(c);
-    else if (re[0] == 's' && c->state == C_SETUP) {
+    else if (re[0] == 'e' && c->role == ROLE_STAFF && c->state == C_SETUP)
+        on_staff_reply(c);
+    else if (re[0] == 'p' && c->state == C_SETUP) {
+        c->profiled = 1;
+        conn_setup_next(c);
+    } else if (re[0] == 'y' && c->state == C_SETUP) {
+        /* history: every session must be stored (created, or duplicate on a rerun) */
+        json_t *m = json_loadb(buf, len, 0, NULL);
+        size_t i;
+        json_t *r;
+        json_array_foreach(json_object_get(m, "results"), i, r)
+        {
+            const char *st = json_string_value(json_object_get(r, "status"));
+            if (!st || (strcmp(st, "created") != 0 && strcmp(st, "duplicate") != 0))
+                count_error_obj(app, r);
+        }
+        json_decref(m);
+        c->hist_acked++;
+        app->hist_inflight--;
+        conn_setup_next(c);
+    } else if (re[0] == 'j' && c->state == C_SETUP) {
+        c->joins_acked++;
+        conn_setup_next(c);
+    } else if (re[0] == 's' && c->state == C_SETUP) {
         scan_entries(c, buf, 1);
         conn_ready(c);
     }
@@ -754,6 +930,15 @@ static void tick_cb(uv_timer_t *t)
                                   : app->connections;
         if (due > app->connections)
             due = app->connections;
+        if (app->staff && app->staff->state == C_WAITING)
+            conn_start(app->staff);
+        /* History: uploaders that wait for a free slot get it as slots free up. */
+        for (int u = 0; u < app->uploaders && app->hist_inflight < HIST_INFLIGHT; u++) {
+            bench_conn *c = &app->conns[u];
+            if (c->state == C_SETUP && !c->failed && c->profiled &&
+                c->hist_sent < hist_messages(app))
+                conn_setup_next(c);
+        }
         while (!app->interrupted && app->next_conn < due && app->pending < app->max_pending)
             conn_start(&app->conns[app->next_conn++]);
         if (app->next_conn == app->connections && app->pending == 0 &&
@@ -1021,6 +1206,7 @@ static void usage(FILE *f)
             "         [--duration S] [--ramp S] [--max-pending N] [--week YYYY-Www]\n"
             "         [--json FILE] [--ready-file FILE] [--echo] [--drain-ms MS]\n"
             "         [--connect-timeout S] [--reply-timeout S] [--spread-days D]\n"
+            "         [--history-days N] [--sessions-per-day S] [--challenges C]\n"
             "       fitsync-bench --serve-echo PORT\n"
             "\n"
             "Drives fitsyncd with N connections: uploaders (member bu<i>, activity.upload of B\n"
@@ -1035,6 +1221,10 @@ static void usage(FILE *f)
             "--spread-days D spreads each uploader's sessions over D days (W's Sunday and\n"
             "earlier, at most 42), as members have a few sessions a day; push latency is then\n"
             "not measured (scores no longer rise by 2 per item in week W).\n"
+            "--history-days N [--sessions-per-day S] gives each uploader N days of history\n"
+            "(S sessions a day, default 30) before measuring; --challenges C makes it join C\n"
+            "virtual challenges (most ended, max(1, C/5) running) that a staff connection\n"
+            "creates first (the server must accept dates that old: FITSYNC_MAX_AGE_WEEKS).\n"
             "Exit status 0 only if there was no error of any kind.\n");
 }
 
@@ -1089,6 +1279,9 @@ static int options_parse(bench_app *app, int argc, char **argv, int *echo_port)
                                          {"reply-timeout", required_argument, NULL, 'T'},
                                          {"serve-echo", required_argument, NULL, 'E'},
                                          {"spread-days", required_argument, NULL, 's'},
+                                         {"history-days", required_argument, NULL, 'Y'},
+                                         {"sessions-per-day", required_argument, NULL, 'Q'},
+                                         {"challenges", required_argument, NULL, 'C'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     app->host = "127.0.0.1";
@@ -1106,6 +1299,7 @@ static int options_parse(bench_app *app, int argc, char **argv, int *echo_port)
     app->connect_timeout_s = 20;
     app->reply_timeout_s = 30;
     app->drain_ms = 600;
+    app->sessions_per_day = 30;
     const char *week = NULL;
     int c, rc = 0;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -1178,6 +1372,15 @@ static int options_parse(bench_app *app, int argc, char **argv, int *echo_port)
             break;
         case 's':
             rc |= parse_int("--spread-days", optarg, 1, 42, &app->spread_days);
+            break;
+        case 'Y':
+            rc |= parse_int("--history-days", optarg, 0, 366, &app->history_days);
+            break;
+        case 'Q':
+            rc |= parse_int("--sessions-per-day", optarg, 1, 100, &app->sessions_per_day);
+            break;
+        case 'C':
+            rc |= parse_int("--challenges", optarg, 0, 100, &app->challenges);
             break;
         case 'E':
             if (parse_int("--serve-echo", optarg, 1, 65535, echo_port) != 0)
@@ -1273,7 +1476,7 @@ int main(int argc, char **argv)
     } else {
         snprintf(app.secret, sizeof(app.secret), "echo");
     }
-    app.conns = calloc((size_t)app.connections, sizeof(*app.conns));
+    app.conns = calloc((size_t)app.connections + 1, sizeof(*app.conns));
     if (!app.conns) {
         fprintf(stderr, "fitsync-bench: out of memory\n");
         return 2;
@@ -1298,6 +1501,11 @@ int main(int argc, char **argv)
             fprintf(stderr, "fitsync-bench: out of memory\n");
             return 2;
         }
+    }
+    if (app.challenges > 0 && !app.echo) {
+        app.staff = &app.conns[app.connections];
+        app.staff->app = &app;
+        app.staff->role = ROLE_STAFF;
     }
     uv_loop_init(&app.loop);
     uv_timer_init(&app.loop, &app.tick);
@@ -1333,7 +1541,7 @@ int main(int argc, char **argv)
     report(&app);
     int ok = errors_total(&app) == 0 && app.nfailed == 0 && app.items_rejected == 0 &&
              !app.interrupted && app.ready == app.connections;
-    for (int i = 0; i < app.connections; i++) {
+    for (int i = 0; i <= app.connections; i++) {
         fit_wsio_free(&app.conns[i].io);
         free(app.conns[i].item_sent_ns);
         free(app.conns[i].seen_items);

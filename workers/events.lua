@@ -50,10 +50,22 @@ local function meta(E)
             min_lap = tonumber(m[5]), lap_m = tonumber(m[6]), public = m[7], cats = m[8]}
 end
 
+-- The staff figures' row of an event: fit:{sN}:evs, event -> JSON [name, kind,
+-- state, teams, laps], rewritten by every call that changes one of them, so
+-- fit_stats_read reads all events in one HGETALL, not two commands per event.
+local function event_row(E)
+    local m = redis.call('HMGET', E .. 'meta', 'doc', 'kind', 'state', 'laps')
+    local name = m[1] and cjson.decode(m[1]).name
+    if type(name) ~= 'string' then name = event_of(E) end
+    redis.call('HSET', shard_of(E) .. 'evs', event_of(E), cjson.encode({name, m[2] or '', m[3] or '',
+               redis.call('SCARD', E .. 'teams'), tonumber(m[4] or '0')}))
+end
+
 -- Recomputes one team's crossings and its place in the standings.
+-- Returns true when the team's counted laps changed.
 local function recompute_team(E, m, bib, touched)
     local team = redis.call('HMGET', E .. 'team:' .. bib, 'category')
-    if not team[1] then return end
+    if not team[1] then return false end
     local laps, last = 0, -1
     local crossings = redis.call('ZRANGE', E .. 'bl:' .. bib, 0, -1, 'WITHSCORES')
     for i = 1, #crossings, 2 do
@@ -89,12 +101,14 @@ local function recompute_team(E, m, bib, touched)
     redis.call('ZADD', E .. 'st:cat:' .. team[1], score, bib)
     touched[#touched + 1] = 'event:' .. id .. ':all'
     touched[#touched + 1] = 'event:' .. id .. ':cat:' .. team[1]
+    return laps ~= old_laps
 end
 
 local function recompute_all(E, m)
     local touched = {}
     for _, bib in ipairs(redis.call('SMEMBERS', E .. 'teams')) do recompute_team(E, m, bib, touched) end
     publish(touched)
+    event_row(E)
 end
 
 -- fit_event_create. KEYS: meta. ARGV: doc, kind, dur_ms, lap_m, min_lap_ms, public, cats JSON, actor.
@@ -109,9 +123,9 @@ local function event_create(keys, args)
     redis.call('HSET', E .. 'meta', 'doc', args[1], 'kind', args[2], 'state', 'scheduled',
                'dur_ms', args[3], 'lap_m', args[4], 'min_lap_ms', args[5], 'public', args[6],
                'cats', args[7])
-    redis.call('SADD', shard_of(E) .. 'events', event_of(E))
     redis.call('HINCRBY', shard_of(E) .. 'tot', 'events', 1)
     audit(E, {op = 'create', by = args[8]})
+    event_row(E)
     return 'created'
 end
 
@@ -136,6 +150,7 @@ local function team_register(keys, args)
     local touched = {}
     recompute_team(E, m, args[1], touched)
     publish(touched)
+    event_row(E)
     return 'created'
 end
 
@@ -161,6 +176,7 @@ local function event_finish(keys, args)
     if m.state == 'finished' then return 'already' end
     redis.call('HSET', E .. 'meta', 'state', 'finished')
     audit(E, {op = 'finish', by = args[1]})
+    event_row(E)
     return 'ok'
 end
 
@@ -205,9 +221,10 @@ local function lap_record(keys, args)
             items[#items + 1] = cid
         end
     end
-    local touched = {}
-    for bib in pairs(bibs) do recompute_team(E, m, bib, touched) end
+    local touched, laps = {}, false
+    for bib in pairs(bibs) do laps = recompute_team(E, m, bib, touched) or laps end
     publish(touched)
+    if laps then event_row(E) end
     for _, it in ipairs(items) do
         if it == 'conflict' or it == 'unknown_bib' or it == 'event_finished' then
             r[#r + 1] = it
@@ -234,7 +251,7 @@ local function lap_correct(keys, args)
     audit(E, {op = args[4] == '1' and 'lap.void' or 'lap.restore', lap = args[1], bib = bib,
               reason = args[2], by = args[3]})
     local touched = {}
-    recompute_team(E, m, bib, touched)
+    if recompute_team(E, m, bib, touched) then event_row(E) end
     publish(touched)
     return redis.call('HGET', E .. 'lap:' .. args[1], 'st')
 end

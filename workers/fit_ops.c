@@ -75,8 +75,8 @@ static void args_ctx(args_t *a, const fit_ops *ops)
     fit_ops_current_week(ops, now - (int64_t)ops->board_keep_weeks * 7 * FIT_MS_PER_DAY, mw);
     /* Boards live while their week is kept, plus a week of grace. */
     long long ttl = ((long long)ops->board_keep_weeks + 2) * 7 * FIT_MS_PER_DAY;
-    argf(a, "{\"w\":%lld,\"b\":\"%s\",\"t\":%lld,\"mw\":\"%s\",\"who\":%s}",
-         (long long)ops->window_ms, ops->age_bands, ttl, mw,
+    argf(a, "{\"w\":%lld,\"b\":\"%s\",\"t\":%lld,\"mw\":\"%s\",\"n\":%lld,\"who\":%s}",
+         (long long)ops->window_ms, ops->age_bands, ttl, mw, (long long)now,
          ops->who_json[0] ? ops->who_json : "null");
 }
 
@@ -458,20 +458,22 @@ int fit_ops_profile_set(const fit_ops *ops, const char *user, const char *device
     return send_call(ops, &args, profile_done, c);
 }
 
-/* Parses one stored day's totals; missing keys read as zero. */
-static void day_from_json(const char *s, fit_day_totals *d)
+/* Parses one stored day's totals, "mo,vi,li,st,di,sg,ba" (workers/fitsync.lua,
+ * P.."w:"<week>); a malformed value reads as zero. */
+static void day_from_packed(const char *s, fit_day_totals *d)
 {
-    json_t *j = json_loads(s, 0, NULL);
-    if (!j)
+    int mo, vi, li, sg, ba;
+    long long st;
+    double di;
+    if (!s || sscanf(s, "%d,%d,%d,%lld,%lf,%d,%d", &mo, &vi, &li, &st, &di, &sg, &ba) != 7)
         return;
-    d->moderate_min = (int)json_number_value(json_object_get(j, "mo"));
-    d->vigorous_min = (int)json_number_value(json_object_get(j, "vi"));
-    d->light_min = (int)json_number_value(json_object_get(j, "li"));
-    d->steps = (int64_t)json_number_value(json_object_get(j, "st"));
-    d->distance_m = json_number_value(json_object_get(j, "di"));
-    d->strength = json_number_value(json_object_get(j, "sg")) != 0;
-    d->balance = json_number_value(json_object_get(j, "ba")) != 0;
-    json_decref(j);
+    d->moderate_min = mo;
+    d->vigorous_min = vi;
+    d->light_min = li;
+    d->steps = st;
+    d->distance_m = di;
+    d->strength = sg != 0;
+    d->balance = ba != 0;
 }
 
 /* Scores one week from its stored hash (flat reply). */
@@ -489,7 +491,7 @@ static void score_week(const fit_who_targets *who, const char *name, const redis
             continue;
         int64_t idx = fit_days_from_civil(d) - monday;
         if (idx >= 0 && idx < 7)
-            day_from_json(w->element[i + 1]->str, &days[idx]);
+            day_from_packed(w->element[i + 1]->str, &days[idx]);
     }
     fit_who_score_week(who, y, wk, fit_who_band(who, birth_year, pregnant, y), days, out);
 }
@@ -717,6 +719,35 @@ int fit_ops_account_delete(const fit_ops *ops, const char *user, fit_count_cb *c
     args_start(&args, ops, "fit_account_delete", 0, user, NULL);
     args_ctx(&args, ops);
     return send_call(ops, &args, count_done, c);
+}
+
+static void fold_done(redisReply *r, const char *errstr, void *data)
+{
+    read_ctx *c = data;
+    fit_count_cb *cb = (fit_count_cb *)c->cb;
+    if (!r || r->type != REDIS_REPLY_INTEGER)
+        cb(bad_reply("fit_fold", r), 0, c->data);
+    else
+        cb(0, r->integer, c->data);
+    free(c);
+}
+
+int fit_ops_fold(const fit_ops *ops, const char *user, int max_weeks, fit_count_cb *cb, void *data)
+{
+    if (ops->fold_after_days <= 0)
+        return 0;
+    read_ctx *c = read_ctx_new((void *)cb, data, ops);
+    if (!c)
+        return FIT_ENOMEM;
+    char last[FIT_DATE_LEN];
+    fit_date_format(fit_local_date(wall_ms() - (int64_t)(ops->fold_after_days + 1) * FIT_MS_PER_DAY,
+                                   ops->tz_offset_min),
+                    last);
+    args_t args;
+    args_start(&args, ops, "fit_fold", 0, user, NULL);
+    arg(&args, last);
+    argf(&args, "%d", max_weeks);
+    return send_call(ops, &args, fold_done, c);
 }
 
 int fit_ops_event_call(const fit_ops *ops, const char *fn, int read_only, const char *event,

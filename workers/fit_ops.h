@@ -35,6 +35,10 @@ typedef struct {
     int board_keep_weeks; /* boards of older weeks are no longer written and expire */
     int tz_offset_min;    /* the programme's time zone: which week is current */
     char who_json[1024];  /* fit_ops_who_json(): the WHO targets for the statistics */
+    /* Sessions whose every day is more than this many days old are folded into their
+     * days' figures (fit_ops_fold); 0 = never. The server sets it past both the change
+     * log window and the acceptance window, so no change can reach a folded session. */
+    int fold_after_days;
 } fit_ops;
 
 /* Writes the WHO 2020 targets as the JSON the Functions' statistics read (ctx.who). */
@@ -133,6 +137,17 @@ int fit_ops_state(const fit_ops *ops, const char *user, int64_t from_ms, fit_sta
 /* Removes every key of the user; deleted = how many keys. */
 typedef void fit_count_cb(int err, long long deleted, void *data);
 int fit_ops_account_delete(const fit_ops *ops, const char *user, fit_count_cb *cb, void *data);
+
+/*
+ * Folds the user's sessions older than ops->fold_after_days (local dates in the
+ * programme's time zone, less one day for sessions in other UTC offsets) into
+ * their days' figures, at most max_weeks ISO weeks in this call; the next call
+ * goes on where this one stopped (workers/fitsync.lua, fit_fold; retention in
+ * docs/SCALING.md). cb gets the number of weeks folded as "deleted"; with
+ * fold_after_days 0 nothing is sent and cb is never called. Returns 0, or a
+ * negative FIT_E* code, in which case cb is never called.
+ */
+int fit_ops_fold(const fit_ops *ops, const char *user, int max_weeks, fit_count_cb *cb, void *data);
 
 /* Converts a stored profile hash (flat reply) to JSON with typed values. New reference. */
 json_t *fit_profile_json(const redisReply *flat);

@@ -5,21 +5,48 @@ with FUNCTION LOAD REPLACE on every (re)connect). Every mutation is one atomic
 call here (DESIGN.md decision 2), so dedup, the day's aggregate, the week, the
 indexes and the change log change together or not at all.
 
+Cost (DESIGN.md, "Cost per unit of work"): a mutation reads and writes only
+the days it touches. A day's sessions and summaries live in one field, read
+with the day's totals and its week's running figures in one HMGET and written
+back in one HSET; the week's figures (minutes, the days with vigorous,
+strength and balance activity, the session count), its board score and its
+staff-figure contribution are kept incrementally from the day's old and new
+totals, so nothing is rescanned. Challenge progress moves by the same per-day
+(and per-session, for distance) deltas, only for challenges whose window holds
+a changed date. Shared per-shard figures are read and written back once per
+call (HMGET + HSET), not one HINCRBY per figure.
+
 Every call names one key, the user's change log, and derives the user's other
 keys from it: they share its prefix and so its shard tag {sN} and its cluster
 slot (DESIGN.md decision 3). With P = "fit:{sN}:u:<user>/" (user ids may hold
 ':' but never '/', so one user's keys can never be spelled as another's):
 
-  P.."log"          stream  the change log: one entry per upsert or delete
-  P.."a:"<cid>      hash    a session: doc (as sent), rev, days (JSON
-                            [[date, week], ...]), del ("1" = tombstone)
-  P.."d:"<date>     hash    a local day: s:<cid> -> segment, m:<source> ->
-                            summary snapshot, x:<source> -> summary tombstone
-  P.."w:"<week>     hash    <date> -> the day's totals (JSON)
-  P.."p"            hash    profile fields
-  P.."acts"         zset    client_id -> start (UTC ms), tombstones included
-  P.."sums"         zset    "<date>|<source>" -> local midnight (UTC ms)
-  P.."days", P.."wks"  sets  every date and ISO week the user has data in
+  P.."log"        stream  the change log: one entry per upsert or delete
+  P.."m"          hash    the member: profile fields by name; internal "_s"
+                          (first seen, UTC ms) and "_ch" (challenges joined,
+                          MessagePack), never returned as profile; and per session
+                          ":"<client_id> -> "rev|del|start_ms|dates|doc" (del 1
+                          = tombstone, doc dropped; dates = its local dates,
+                          comma separated; doc as sent). One hash, so one
+                          HMGET reads the profile and checks the client_id.
+  P.."w:"<week>   hash    one ISO week; a day's fields are named by its weekday
+                          D, "0" (Monday) to "6" (Sunday):
+                            D           the day's totals "mo,vi,li,st,di,sg,ba"
+                                        (minutes, steps, metres, strength and
+                                        balance 0/1): what fit_weeks_get reads
+                            "x"D        the day's items, packed (items_pack): its
+                                        sessions' segments, its summaries'
+                                        figures, tombstones
+                            "d"D"|"<source>  a summary as sent
+                            "k"D        sessions folded away (fit_fold)
+                            "t"         running figures "mo,vi,vd,sd,bd,n": minutes,
+                                        days with vigorous / strength / balance
+                                        activity, sessions (one crossing midnight
+                                        counts once per week it touches)
+                            "c"         the week's staff-figure contribution
+                                        "a,am,gm,n,mo,vi,eq;segment;..."
+                            "b"         the member's score on the week's boards
+  P.."wks"        zset    ISO week -> yyyyww: every week the user has data in
 
 Leaderboards (one shard's part of each board; reads merge the shards):
 
@@ -36,18 +63,19 @@ announced on the pub/sub channel "fit:lb" (one board name per line, like
 
 Mutations take ARGV[1] = the device id and ARGV[2] = a context object
 {w: change log window ms, b: age bands "id:min:max,...", t: board TTL ms,
-mw: the oldest week whose boards are kept}.
+mw: the oldest week whose boards are kept, n: the caller's clock (UTC ms),
+who: the WHO targets}.
 
 A segment is [start_ms, end_ms, level, strength, balance, steps, distance_m]
 with times in UTC milliseconds and level 1 light, 2 moderate, 3 vigorous.
-A day's totals are {mo, vi, li (minutes), st (steps), di (metres), sg, ba}.
 
 The day rule (DESIGN.md, WHO 2020 rules): the sessions of a day count as
 their union, and where sessions of different intensity overlap the higher
 wins; the day's summaries and its sessions combine per intensity as the
 larger of the two, never the sum. Minutes are rounded once per day and
-intensity, half up. Because a day is always recomputed from everything it
-holds, deletes and edits leave totals exactly what the surviving data says.
+intensity, half up. A changed day is recomputed from everything it holds
+(one field), and the week moves by the day's new totals less its old ones,
+so deletes and edits leave totals exactly what the surviving data says.
 
 Revisions: a session starts at rev 1; each update or delete adds 1. An
 update or delete names the rev it was based on; if another change came
@@ -60,105 +88,22 @@ local function prefix_of(logkey)
     return string.sub(logkey, 1, -4)
 end
 
+local function user_of(P)
+    return string.match(P, ':u:(.*)/$')
+end
+
 local function minutes(ms)
     return math.floor(ms / 60000 + 0.5)
 end
 
--- Recomputes one local day from every segment and summary it holds, and
--- writes (or removes) its totals in the week hash.
--- Today's active members (staff statistics): a per-shard count per local date
--- of members with any MVPA minute that day, kept as days change.
-local function day_active_changed(P, date, was, is)
-    if was == is then return end
-    local key = string.match(P, '^(fit:{[^}]*}:)') .. 'sd:' .. date
-    redis.call('HINCRBY', key, 'active', is and 1 or -1)
-    redis.call('EXPIRE', key, 8 * 86400)
+-- A number as Redis and the C side read it back: integers without a fraction.
+local function num(x)
+    if x == math.floor(x) and math.abs(x) < 1e15 then return string.format('%d', x) end
+    return string.format('%.17g', x)
 end
 
-local function day_is_active(json)
-    if not json then return false end
-    local d = cjson.decode(json)
-    return d.mo + d.vi > 0
-end
+-- ---- dates (H. Hinnant's civil algorithms, as protocol/fit_time.c) ----
 
-local function recompute_day(P, date, week)
-    local dkey, wkey = P .. 'd:' .. date, P .. 'w:' .. week
-    local was_active = day_is_active(redis.call('HGET', wkey, date))
-    local h = redis.call('HGETALL', dkey)
-    local ev = {}
-    local mo, vi, li, ssteps, sdist = 0, 0, 0, 0, 0
-    local asteps, adist, strength, balance, live = 0, 0, 0, 0, false
-    for i = 1, #h, 2 do
-        local kind = string.sub(h[i], 1, 2)
-        if kind == 's:' then
-            local s = cjson.decode(h[i + 1])
-            live = true
-            ev[#ev + 1] = {s[1], s[3], 1}
-            ev[#ev + 1] = {s[2], s[3], -1}
-            if s[4] == 1 then strength = 1 end
-            if s[5] == 1 then balance = 1 end
-            if s[6] > 0 then asteps = asteps + s[6] end
-            if s[7] > 0 then adist = adist + s[7] end
-        elseif kind == 'm:' then
-            local m = cjson.decode(h[i + 1])
-            live = true
-            mo = math.max(mo, m.mo)
-            vi = math.max(vi, m.vi)
-            li = math.max(li, m.li)
-            ssteps = math.max(ssteps, m.st)
-            sdist = math.max(sdist, m.di)
-        end
-    end
-    if not live then
-        redis.call('HDEL', wkey, date)
-        day_active_changed(P, date, was_active, false)
-        return
-    end
-    -- Sweep the boundaries; each elementary interval goes to the highest
-    -- intensity of the sessions covering it, so overlaps count once.
-    table.sort(ev, function(a, b)
-        if a[1] ~= b[1] then return a[1] < b[1] end
-        return a[3] < b[3]
-    end)
-    local cnt, ms, prev = {0, 0, 0}, {0, 0, 0}, nil
-    for _, e in ipairs(ev) do
-        if prev and e[1] > prev then
-            local lvl = (cnt[3] > 0 and 3) or (cnt[2] > 0 and 2) or (cnt[1] > 0 and 1) or 0
-            if lvl > 0 then ms[lvl] = ms[lvl] + (e[1] - prev) end
-        end
-        cnt[e[2]] = cnt[e[2]] + e[3]
-        prev = e[1]
-    end
-    local day = {
-        mo = math.max(mo, minutes(ms[2])),
-        vi = math.max(vi, minutes(ms[3])),
-        li = math.max(li, minutes(ms[1])),
-        st = math.max(ssteps, asteps),
-        di = math.max(sdist, adist),
-        sg = strength,
-        ba = balance,
-    }
-    redis.call('HSET', wkey, date, cjson.encode(day))
-    day_active_changed(P, date, was_active, day.mo + day.vi > 0)
-end
-
--- Appends one change to the log, trimming entries older than the window.
--- Returns the new cursor (the stream entry id).
-local function log_change(P, window_ms, kind, op, id, rev, doc, device)
-    local minid = tostring(math.max(0, now_ms() - window_ms))
-    local fields = {'k', kind, 'op', op, 'id', id, 'rev', tostring(rev), 'dev', device}
-    if doc then
-        fields[#fields + 1] = 'doc'
-        fields[#fields + 1] = doc
-    end
-    return redis.call('XADD', P .. 'log', 'MINID', minid, '*', unpack(fields))
-end
-
--- ---- leaderboards ----
-
-local TIE_OFFSET = 1073741824 -- 2^30 ms (12 days): a write slightly early stays positive
-
--- Days since 1970-01-01 of a civil date (H. Hinnant's days_from_civil, as protocol/fit_time.c).
 local function days_from_civil(y, m, d)
     if m <= 2 then y = y - 1 end
     local era = math.floor(y / 400)
@@ -167,16 +112,425 @@ local function days_from_civil(y, m, d)
     return era * 146097 + yoe * 365 + math.floor(yoe / 4) - math.floor(yoe / 100) + doy - 719468
 end
 
--- UTC ms of 00:00 on the Monday of ISO week "YYYY-Www" (Jan 4 is always in week 1).
-local function week_start_ms(week)
-    local jan4 = days_from_civil(tonumber(string.sub(week, 1, 4)), 1, 4)
-    local monday = jan4 - (jan4 + 3) % 7
-    return (monday + (tonumber(string.sub(week, 7, 8)) - 1) * 7) * 86400000
+local function civil_from_days(z)
+    z = z + 719468
+    local era = math.floor(z / 146097)
+    local doe = z - era * 146097
+    local yoe = math.floor((doe - math.floor(doe / 1460) + math.floor(doe / 36524) - math.floor(doe / 146096)) / 365)
+    local doy = doe - (365 * yoe + math.floor(yoe / 4) - math.floor(yoe / 100))
+    local mp = math.floor((5 * doy + 2) / 153)
+    local d = doy - math.floor((153 * mp + 2) / 5) + 1
+    local m = mp < 10 and mp + 3 or mp - 9
+    return yoe + era * 400 + (m <= 2 and 1 or 0), m, d
 end
 
-local function user_of(P)
-    return string.match(P, ':u:(.*)/$')
+local function day_number(date)
+    return days_from_civil(tonumber(string.sub(date, 1, 4)), tonumber(string.sub(date, 6, 7)),
+                           tonumber(string.sub(date, 9, 10)))
 end
+
+local function date_of(n)
+    return string.format('%04d-%02d-%02d', civil_from_days(n))
+end
+
+-- "YYYY-Www" of a local date "YYYY-MM-DD" (ISO 8601: the week of its Thursday).
+local function iso_week_of(date)
+    local days = day_number(date)
+    local thursday = days - (days + 3) % 7 + 3
+    local year = civil_from_days(thursday)
+    local week = math.floor((thursday - days_from_civil(year, 1, 1)) / 7) + 1
+    return string.format('%04d-W%02d', year, week)
+end
+
+-- Day number of the Monday of ISO week "YYYY-Www" (Jan 4 is always in week 1).
+local function week_monday(week)
+    local jan4 = days_from_civil(tonumber(string.sub(week, 1, 4)), 1, 4)
+    return jan4 - (jan4 + 3) % 7 + (tonumber(string.sub(week, 7, 8)) - 1) * 7
+end
+
+-- UTC ms of 00:00 on the Monday of an ISO week.
+local function week_start_ms(week)
+    return week_monday(week) * 86400000
+end
+
+local function week_dates(week)
+    local m, r = week_monday(week), {}
+    for i = 0, 6 do r[#r + 1] = date_of(m + i) end
+    return r
+end
+
+-- A date's field name in its week hash: the weekday, "0" (Monday) to "6".
+local function wd(date)
+    return tostring((day_number(date) + 3) % 7)
+end
+
+local WEEKDAYS = {'0', '1', '2', '3', '4', '5', '6'}
+
+-- UTC ms of an RFC 3339 time as protocol/fit_time.c writes and accepts it.
+local function rfc3339_ms(s)
+    local y, mo, d, h, mi, sec, frac, zone =
+        string.match(s, '^(%d+)-(%d+)-(%d+)T(%d+):(%d+):(%d+)(%.?%d*)(.*)$')
+    if not y then return nil end
+    local ms = ((days_from_civil(tonumber(y), tonumber(mo), tonumber(d)) * 24 + tonumber(h)) * 60 + tonumber(mi)) * 60000
+               + tonumber(sec) * 1000
+    if frac ~= '' and frac ~= '.' then ms = ms + math.floor(tonumber('0' .. frac) * 1000 + 0.5) end
+    local sign, zh, zm = string.match(zone, '^([+-])(%d+):(%d+)$')
+    if sign then
+        local off = (tonumber(zh) * 60 + tonumber(zm)) * 60000
+        ms = ms - (sign == '+' and off or -off)
+    end
+    return ms
+end
+
+-- yyyyww: the order of ISO weeks as a number (the score in P.."wks").
+local function week_index(week)
+    return tonumber(string.sub(week, 1, 4)) * 100 + tonumber(string.sub(week, 7, 8))
+end
+
+-- ---- packed records ----
+
+local function day_parse(v)
+    if not v then return nil end
+    local f = {}
+    for x in string.gmatch(v, '[^,]+') do f[#f + 1] = tonumber(x) end
+    return {mo = f[1], vi = f[2], li = f[3], st = f[4], di = f[5], sg = f[6], ba = f[7]}
+end
+
+local function day_pack(d)
+    return table.concat({d.mo, d.vi, d.li, num(d.st), num(d.di), d.sg, d.ba}, ',')
+end
+
+local function figures_parse(v)
+    local f = {}
+    for x in string.gmatch(v or '', '[^,]+') do f[#f + 1] = tonumber(x) end
+    return {mo = f[1] or 0, vi = f[2] or 0, vd = f[3] or 0, sd = f[4] or 0, bd = f[5] or 0, n = f[6] or 0}
+end
+
+local function figures_pack(t)
+    return table.concat({t.mo, t.vi, t.vd, t.sd, t.bd, t.n}, ',')
+end
+
+local STAT_FIGURES = {'a', 'am', 'gm', 'n', 'mo', 'vi', 'eq'}
+
+local function contribution_parse(v)
+    if not v then return nil end
+    local parts = {}
+    for x in string.gmatch(v, '[^;]+') do parts[#parts + 1] = x end
+    local c, i = {}, 1
+    for x in string.gmatch(parts[1], '[^,]+') do
+        c[STAT_FIGURES[i]] = tonumber(x)
+        i = i + 1
+    end
+    local segs = {}
+    for j = 2, #parts do segs[#segs + 1] = parts[j] end
+    return {c = c, s = segs}
+end
+
+local function contribution_pack(k)
+    local f = {}
+    for i, name in ipairs(STAT_FIGURES) do f[i] = k.c[name] end
+    return table.concat(f, ',') .. ';' .. table.concat(k.s, ';')
+end
+
+-- A session record "rev|del|start_ms|dates|doc".
+local function session_pack(rev, del, start, dates, doc)
+    return table.concat({rev, del and '1' or '0', num(start), table.concat(dates, ','), doc or ''}, '|')
+end
+
+local function session_parse(v)
+    local rev, del, start, dates, doc = string.match(v, '^(%d+)|(%d)|(%-?%d+)|([^|]*)|(.*)$')
+    local d = {}
+    for x in string.gmatch(dates, '[^,]+') do d[#d + 1] = x end
+    return {rev = tonumber(rev), del = del == '1', start = tonumber(start), dates = d, doc = doc}
+end
+
+-- Client ids and sources are [A-Za-z0-9._:@-] (protocol/fit_activity.c): the
+-- packed text records below use ',', ';' and '|' as separators.
+local function split(v, sep)
+    local r, i = {}, 1
+    while true do
+        local j = string.find(v, sep, i, true)
+        if not j then
+            r[#r + 1] = string.sub(v, i)
+            return r
+        end
+        r[#r + 1] = string.sub(v, i, j - 1)
+        i = j + 1
+    end
+end
+
+-- A day's items, x<D>: MessagePack (cmsgpack, C code: cheaper to read and
+-- write than any Lua parser) of {f = the sessions' segments, one string of
+-- MessagePack values cid, start, end, level, strength, balance, steps, metres,
+-- cid, ... (no table per session to build or walk; a new session is appended
+-- to the string without re-encoding the others), m = {source -> summary
+-- figures {r, mo, vi, li, st, di, dm}}, x = {source -> recorded_at of a deleted
+-- summary}, d = {client ids of sessions deleted that started on the date, so
+-- folding finds their tombstones}}. A segment's start and end are kept in ms
+-- from the date's 00:00 UTC (small integers pack short); the day rule needs
+-- only their differences.
+-- Summaries are stored as arrays [r, mo, vi, li, st, di, dm], r and dm in ms
+-- from the date's 00:00 UTC (date: "YYYY-MM-DD"). In Lua, x.f is the stored
+-- flat array and x.s this call's edits: cid -> segment (added or replaced) or
+-- false (removed).
+local SEG = 8 -- values per session in x.f
+
+-- Every value of a string of concatenated MessagePack values, as one array
+-- (in chunks: a Lua call returns at most a few thousand values).
+local function unpack_all(str)
+    local r, off = {}, 0
+    while off >= 0 and off < #str do
+        local res = {cmsgpack.unpack_limit(str, 800, off)}
+        off = res[1]
+        for i = 2, #res do r[#r + 1] = res[i] end
+    end
+    return r
+end
+
+local function pack_all(list)
+    local parts = {}
+    for i = 1, #list, 800 do parts[#parts + 1] = cmsgpack.pack(unpack(list, i, math.min(#list, i + 799))) end
+    return table.concat(parts)
+end
+
+local function items_parse(v, date)
+    local x = v and cmsgpack.unpack(v) or {}
+    x.fs = x.f or ''
+    x.f, x.s, x.x = unpack_all(x.fs), {}, x.x or {}
+    local base, m = day_number(date) * 86400000, {}
+    for src, a in pairs(x.m or {}) do
+        m[src] = {r = a[1] + base, mo = a[2], vi = a[3], li = a[4], st = a[5], di = a[6], dm = a[7] + base}
+    end
+    x.m = m
+    local d = {}
+    for _, cid in ipairs(x.d or {}) do d[cid] = true end
+    x.d = d
+    return x
+end
+
+-- Calls fn(cid, start, end, level, strength, balance, steps, metres) for every
+-- session the day holds after this call's edits.
+local function sessions_each(x, fn)
+    local f = x.f
+    for i = 1, #f, SEG do
+        if x.s[f[i]] == nil then fn(f[i], f[i + 1], f[i + 2], f[i + 3], f[i + 4], f[i + 5], f[i + 6], f[i + 7]) end
+    end
+    for cid, g in pairs(x.s) do
+        if g then fn(cid, g[1], g[2], g[3], g[4], g[5], g[6], g[7]) end
+    end
+end
+
+local function has_sessions(x)
+    for i = 1, #x.f, SEG do
+        if x.s[x.f[i]] == nil then return true end
+    end
+    for _, g in pairs(x.s) do
+        if g then return true end
+    end
+    return false
+end
+
+local function items_pack(x, date)
+    local base, t = day_number(date) * 86400000, {}
+    local f, n = {}, 0
+    if not x.append then
+        for i = 1, #x.f, SEG do
+            if x.s[x.f[i]] == nil then
+                for j = 0, SEG - 1 do f[n + 1 + j] = x.f[i + j] end
+                n = n + SEG
+            end
+        end
+    end
+    for cid, g in pairs(x.s) do
+        if g then
+            f[n + 1] = cid
+            for j = 1, SEG - 1 do f[n + 1 + j] = g[j] end
+            n = n + SEG
+        end
+    end
+    -- x.append: this call only added sessions new to the day (activity_put).
+    local fs = (x.append and x.fs or '') .. pack_all(f)
+    if fs ~= '' then t.f = fs end
+    if next(x.m) then
+        t.m = {}
+        for src, c in pairs(x.m) do t.m[src] = {c.r - base, c.mo, c.vi, c.li, c.st, c.di, c.dm - base} end
+    end
+    if next(x.x) then t.x = x.x end
+    local d = {}
+    for cid in pairs(x.d) do d[#d + 1] = cid end
+    if #d > 0 then t.d = d end
+    return cmsgpack.pack(t)
+end
+
+-- A segment from ARGV ([start_ms, end_ms, ...], UTC) as stored for its date.
+local function segment_of(seg, date)
+    local base = day_number(date) * 86400000
+    seg[1], seg[2] = seg[1] - base, seg[2] - base
+    return seg
+end
+
+-- Folded sessions, k<date> (see fit_fold below).
+local function folded_parse(v)
+    local r = {}
+    for _, e in ipairs(split(v, ';')) do
+        local f = split(e, ',')
+        if #f == 7 then
+            r[#r + 1] = {cid = f[1], rev = tonumber(f[2]), type = f[3], start = rfc3339_ms(f[4]) or 0,
+                         start_s = f[4], dur = f[5], steps = f[6], dist = f[7]}
+        end
+    end
+    return r
+end
+
+-- A folded session as export gives it (docs/PROTOCOL.md, account.export).
+local function folded_doc(k)
+    local d = {client_id = k.cid, type = k.type, start = k.start_s, folded = true}
+    if string.find(k.dur, 'T', 1, true) then d['end'] = k.dur else d.duration_s = tonumber(k.dur) end
+    if k.steps ~= '' then d.steps = tonumber(k.steps) end
+    if k.dist ~= '' then d.distance_m = tonumber(k.dist) end
+    return cjson.encode(d)
+end
+
+local function folded_entry(cid, s)
+    local d = cjson.decode(s.doc)
+    local dur = ''
+    if type(d.duration_s) == 'number' then
+        dur = num(d.duration_s)
+    elseif type(d['end']) == 'string' then
+        dur = d['end']
+    end
+    return table.concat({cid, s.rev, type(d.type) == 'string' and d.type or '',
+                         type(d.start) == 'string' and d.start or '', dur,
+                         type(d.steps) == 'number' and num(d.steps) or '',
+                         type(d.distance_m) == 'number' and num(d.distance_m) or ''}, ',')
+end
+
+-- The mutation context (ARGV[2]). Its "who" member, the WHO targets, is the
+-- same text in every call of a fitsyncd and the costliest part to decode
+-- (about 10 us): the decoded table is kept between calls, keyed by that text.
+-- Only a pure function of the argument is cached, so replicas and the AOF
+-- (which get the Function's effects) cannot differ.
+local who_text, who_table
+local function ctx_decode(s)
+    local at = string.find(s, ',"who":', 1, true)
+    if not at or string.sub(s, -1) ~= '}' then return cjson.decode(s) end
+    local text = string.sub(s, at + 7, -2)
+    if text ~= who_text then
+        who_text, who_table = text, cjson.decode(text)
+    end
+    local ctx = cjson.decode(string.sub(s, 1, at - 1) .. '}')
+    ctx.who = who_table
+    return ctx
+end
+
+-- ---- the call's context: what one mutation reads once and writes once ----
+
+local function call_new(P, ctx)
+    return {P = P, S = shard_of(P), user = user_of(P), ctx = ctx, changes = {}, st = {},
+            stw = {}, mark = {}, tot = {}, upm = false, pset = {}, touched = {}}
+end
+
+-- Appends one change to the log, trimming entries older than the window; the
+-- entry id's milliseconds are Redis's clock, the call's "now".
+-- Returns the new cursor (the stream entry id).
+local function log_change(cx, kind, op, id, rev, doc, device)
+    local clock = cx.ctx.n or now_ms()
+    local minid = tostring(math.max(0, clock - cx.ctx.w))
+    local fields = {'k', kind, 'op', op, 'id', id, 'rev', tostring(rev), 'dev', device}
+    if doc then
+        fields[#fields + 1] = 'doc'
+        fields[#fields + 1] = doc
+    end
+    local cursor = redis.call('XADD', cx.P .. 'log', 'MINID', minid, '*', unpack(fields))
+    cx.now = tonumber(string.match(cursor, '^(%d+)'))
+    return cursor
+end
+
+-- The profile fields (server/fit_h_sync.c validates them; fit_ops_profile_set sends them).
+local PROFILE_FIELDS = {'birth_year', 'district', 'gender', 'pregnant', 'display_name', 'team', 'boards'}
+-- The member's challenges, field "_ch": MessagePack of an array of
+-- [id, from, to, fm, tm, metric, progress, team contribution, achieved at ms (0:
+-- not yet), definition JSON]. What every upload needs (the window, the metric,
+-- the progress) unpacks in C; the definition (goal, cap, team, name, types) is
+-- decoded only for a challenge a change falls into (challenge_def).
+local function challenges_parse(v)
+    if not v then return nil end
+    local r = {}
+    for _, e in ipairs(cmsgpack.unpack(v)) do
+        r[e[1]] = {from = e[2], to = e[3], fm = e[4], tm = e[5], metric = e[6], p = e[7], c = e[8],
+                   a = e[9] ~= 0 and e[9] or nil, dj = e[10]}
+    end
+    return r
+end
+
+local function challenges_pack(ch)
+    local a = {}
+    for id, r in pairs(ch) do a[#a + 1] = {id, r.from, r.to, r.fm, r.tm, r.metric, r.p, r.c, r.a or 0, r.dj} end
+    return cmsgpack.pack(a)
+end
+
+local function challenge_def(rec)
+    if not rec.d then rec.d = cjson.decode(rec.dj) end
+    return rec.d
+end
+
+local PROFILE_READ = {'district', 'team', 'birth_year', 'boards', 'pregnant', 'gender', '_s', '_ch'}
+
+-- Reads the profile fields that scopes, bands and challenges need, and with
+-- cid the session record ":"<cid>, in one HMGET. Returns the record or nil.
+local function profile_load(cx, cid)
+    local f = {unpack(PROFILE_READ)}
+    if cid then f[#f + 1] = ':' .. cid end
+    local v = redis.call('HMGET', cx.P .. 'm', unpack(f))
+    local p = {}
+    for i, k in ipairs(PROFILE_READ) do p[k] = v[i] or nil end
+    cx.prof = p
+    cx.ch = challenges_parse(p._ch)
+    return cid and v[#f] or nil
+end
+
+-- The profile as the member sees it, flat {field, value, ...}.
+local function profile_flat(P)
+    local v, r = redis.call('HMGET', P .. 'm', unpack(PROFILE_FIELDS)), {}
+    for i, k in ipairs(PROFILE_FIELDS) do
+        if v[i] then
+            r[#r + 1] = k
+            r[#r + 1] = v[i]
+        end
+    end
+    return r
+end
+
+-- Every session record {cid, parsed record} of the member (export, join, delete).
+local function sessions_all(P)
+    local h, r = redis.call('HGETALL', P .. 'm'), {}
+    for i = 1, #h, 2 do
+        if string.sub(h[i], 1, 1) == ':' then r[#r + 1] = {string.sub(h[i], 2), session_parse(h[i + 1])} end
+    end
+    return r
+end
+
+local function member_seen(cx)
+    if not cx.prof._s then
+        cx.prof._s = cx.now
+        cx.pset._s = cx.now
+        cx.tot.members = (cx.tot.members or 0) + 1
+    end
+end
+
+local function stat_add(cx, week, field, delta)
+    local s = cx.st[week]
+    if not s then
+        s = {}
+        cx.st[week] = s
+        cx.stw[#cx.stw + 1] = week
+    end
+    s[field] = (s[field] or 0) + delta
+end
+
+-- ---- leaderboards ----
+
+local TIE_OFFSET = 1073741824 -- 2^30 ms (12 days): a write slightly early stays positive
 
 local function age_band(bands, week, birth_year)
     if not birth_year then return nil end
@@ -188,180 +542,46 @@ local function age_band(bands, week, birth_year)
 end
 
 -- The boards a member's week appears on ({} if they left the boards).
-local function scopes(P, week, ctx)
-    local p = redis.call('HMGET', P .. 'p', 'district', 'team', 'birth_year', 'boards')
-    if p[4] == '0' then return {} end
+local function scopes_of(prof, week, ctx)
+    if prof.boards == '0' then return {} end
     local s = {'all'}
-    if p[1] then s[#s + 1] = 'district:' .. p[1] end
-    if p[2] then s[#s + 1] = 'team:' .. p[2] end
-    local band = age_band(ctx.b, week, tonumber(p[3]))
+    if prof.district then s[#s + 1] = 'district:' .. prof.district end
+    if prof.team then s[#s + 1] = 'team:' .. prof.team end
+    local band = age_band(ctx.b, week, tonumber(prof.birth_year))
     if band then s[#s + 1] = 'age:' .. band end
     return s
 end
 
-local function week_equiv(P, week)
-    local e = 0
-    for _, v in ipairs(redis.call('HVALS', P .. 'w:' .. week)) do
-        local d = cjson.decode(v)
-        e = e + d.mo + 2 * d.vi
-    end
-    return e
+local function board_key(S, week, scope)
+    return S .. 'lb:' .. week .. ':' .. scope
 end
 
-local function board_key(P, week, scope)
-    return shard_of(P) .. 'lb:' .. week .. ':' .. scope
+-- A week board keeps a TTL from its first entry on this shard: the marker
+-- "_t<scope>" in the shard's st:<week> says it was set (flushed with the figures).
+local function board_set(cx, week, scope, score)
+    redis.call('ZADD', board_key(cx.S, week, scope), score, cx.user)
+    cx.touched[#cx.touched + 1] = 'week:' .. week .. ':' .. scope
+    stat_add(cx, week, '_t' .. scope, 0)
+    cx.mark[week] = cx.mark[week] or {}
+    if cx.mark[week][scope] ~= 'reset' then cx.mark[week][scope] = 'set' end
 end
 
-local function set_entry(key, score, user, ctx)
-    redis.call('ZADD', key, score, user)
-    redis.call('PEXPIRE', key, ctx.t)
+-- Removing may empty (and so delete) the board: its marker is cleared, so
+-- the next first entry sets the TTL again.
+local function board_rem(cx, week, scope)
+    local n = redis.call('ZREM', board_key(cx.S, week, scope), cx.user)
+    cx.touched[#cx.touched + 1] = 'week:' .. week .. ':' .. scope
+    stat_add(cx, week, '_t' .. scope, 0)
+    cx.mark[week] = cx.mark[week] or {}
+    cx.mark[week][scope] = 'reset'
+    return n
 end
 
--- Puts the member's week score on each of their boards (or takes it off at 0).
--- The tie-break time changes only when the score does.
-local function update_boards(P, week, ctx, touched)
-    if week < ctx.mw then return end
-    local user = user_of(P)
-    local eq = week_equiv(P, week)
-    local now = nil
-    for _, sc in ipairs(scopes(P, week, ctx)) do
-        local key = board_key(P, week, sc)
-        local cur = redis.call('ZSCORE', key, user)
-        if eq <= 0 then
-            if cur then
-                redis.call('ZREM', key, user)
-                touched[#touched + 1] = 'week:' .. week .. ':' .. sc
-            end
-        elseif not cur or math.floor(tonumber(cur) / TIE) ~= eq then
-            if not now then
-                now = now_ms() - week_start_ms(week) + TIE_OFFSET
-                now = math.max(0, math.min(TIE - 1, now))
-            end
-            set_entry(key, eq * TIE + (TIE - 1 - now), user, ctx)
-            touched[#touched + 1] = 'week:' .. week .. ':' .. sc
-        end
-    end
-end
-
--- The distinct weeks of day lists ([[date, week], ...]).
-local function weeks_of(...)
-    local seen, r = {}, {}
-    for _, days in ipairs({...}) do
-        for _, dw in ipairs(days) do
-            if not seen[dw[2]] then
-                seen[dw[2]] = true
-                r[#r + 1] = dw[2]
-            end
-        end
-    end
-    return r
-end
-
--- ---- virtual challenges (the member's side) ----
---
--- A member who joins a challenge gets its definition copied to their shard:
---   P.."ch"   hash  event -> {from, to (local dates), fm, tm (UTC ms), metric,
---                             types, goal, team, cap, name}
---   P.."chp"  hash  event -> {p: progress, c: contribution to the team (capped)}
---   P.."ach"  hash  event -> UTC ms the goal was reached (achievements stay)
--- and the challenge's boards live on each shard, merged on read:
---   fit:{sN}:ch:<event>/all    zset  user -> progress
---   fit:{sN}:ch:<event>/teams  zset  team -> sum of its members' capped progress
--- Progress is recomputed from the member's data in the window after every
--- change, in the same call, so edits and deletes un-count exactly.
-
--- Civil date of a day number (the inverse of days_from_civil, H. Hinnant).
-local function civil_from_days(z)
-    z = z + 719468
-    local era = math.floor(z / 146097)
-    local doe = z - era * 146097
-    local yoe = math.floor((doe - math.floor(doe / 1460) + math.floor(doe / 36524) - math.floor(doe / 146096)) / 365)
-    local doy = doe - (365 * yoe + math.floor(yoe / 4) - math.floor(yoe / 100))
-    local mp = math.floor((5 * doy + 2) / 153)
-    local m = mp < 10 and mp + 3 or mp - 9
-    return yoe + era * 400 + (m <= 2 and 1 or 0)
-end
-
--- "YYYY-Www" of a local date "YYYY-MM-DD" (ISO 8601: the week of its Thursday).
-local function iso_week_of(date)
-    local days = days_from_civil(tonumber(string.sub(date, 1, 4)), tonumber(string.sub(date, 6, 7)),
-                                 tonumber(string.sub(date, 9, 10)))
-    local thursday = days - (days + 3) % 7 + 3
-    local year = civil_from_days(thursday)
-    local week = math.floor((thursday - days_from_civil(year, 1, 1)) / 7) + 1
-    return string.format('%04d-W%02d', year, week)
-end
-
-local function challenge_progress(P, def)
-    local total = 0
-    if def.metric == 'distance_m' then
-        local types = {}
-        for _, t in ipairs(def.types or {}) do types[t] = true end
-        for _, cid in ipairs(redis.call('ZRANGEBYSCORE', P .. 'acts', def.fm, def.tm)) do
-            local a = redis.call('HMGET', P .. 'a:' .. cid, 'doc', 'del')
-            if a[1] and a[2] ~= '1' then
-                local d = cjson.decode(a[1])
-                if types[d.type] and type(d.distance_m) == 'number' then total = total + d.distance_m end
-            end
-        end
-        return total
-    end
-    for _, date in ipairs(redis.call('SMEMBERS', P .. 'days')) do
-        if date >= def.from and date <= def.to then
-            local v = redis.call('HGET', P .. 'w:' .. iso_week_of(date), date)
-            if v then
-                local d = cjson.decode(v)
-                if def.metric == 'active_days' then
-                    if d.mo + d.vi > 0 then total = total + 1 end
-                else
-                    total = total + d.mo + 2 * d.vi
-                end
-            end
-        end
-    end
-    return total
-end
-
--- Recomputes the member's progress in every challenge they joined. With
--- refresh set (their profile changed), their board entries are rewritten even
--- if progress did not change: "boards": false keeps them off challenge boards
--- too (their progress still counts for their team, an aggregate).
-local function challenges_after(P, touched, refresh)
-    local ch = redis.call('HGETALL', P .. 'ch')
-    if #ch == 0 then return end
-    local user, S = user_of(P), shard_of(P)
-    local listed = redis.call('HGET', P .. 'p', 'boards') ~= '0'
-    for i = 1, #ch, 2 do
-        local id, def = ch[i], cjson.decode(ch[i + 1])
-        local st = cjson.decode(redis.call('HGET', P .. 'chp', id) or '{"p":0,"c":0}')
-        local p = challenge_progress(P, def)
-        if p ~= st.p or refresh then
-            local c = p
-            if def.cap and def.cap > 0 then c = math.min(p, def.cap) end
-            if p > 0 and listed then
-                redis.call('ZADD', S .. 'ch:' .. id .. '/all', p, user)
-            else
-                redis.call('ZREM', S .. 'ch:' .. id .. '/all', user)
-            end
-            touched[#touched + 1] = 'challenge:' .. id .. ':all'
-            if def.team and def.team ~= '' and c ~= st.c then
-                local tkey = S .. 'ch:' .. id .. '/teams'
-                local t = tonumber(redis.call('ZINCRBY', tkey, c - st.c, def.team))
-                -- A team back at nothing leaves the board, like one that never scored.
-                if t <= 1e-9 then redis.call('ZREM', tkey, def.team) end
-                touched[#touched + 1] = 'challenge:' .. id .. ':teams'
-            end
-            redis.call('HSET', P .. 'chp', id, cjson.encode({p = p, c = c}))
-            if p >= def.goal and redis.call('HEXISTS', P .. 'ach', id) == 0 then
-                local at = now_ms()
-                redis.call('HSET', P .. 'ach', id, at)
-                -- Through the per-member relay (origin 0: every process delivers it).
-                local badge = cjson.encode({type = 'badge', event = id, name = def.name,
-                                            metric = def.metric, goal = def.goal, progress = p, at_ms = at})
-                redis.call('PUBLISH', 'fit:dev', '0000000000000000\n' .. user .. '\n' .. badge)
-            end
-        end
-    end
+-- The score for eq equivalent minutes reached now (tie-break: earlier first).
+local function board_score(cx, week, eq)
+    local rel = cx.now - week_start_ms(week) + TIE_OFFSET
+    rel = math.max(0, math.min(TIE - 1, rel))
+    return num(eq * TIE + (TIE - 1 - rel))
 end
 
 -- ---- staff statistics (aggregates only) ----
@@ -369,13 +589,13 @@ end
 -- Per shard and ISO week, fit:{sN}:st:<week> holds sums over members, field
 -- "<segment>|<figure>": segments all, d:<district>, a:<age band>, g:<gender>;
 -- figures a (active: any MVPA), am (aerobic target met), gm (whole guideline
--- met), n (sessions), mo, vi, eq (minutes). Each member's last contribution
--- to a week is kept in P.."sc" (week -> {c, s}), so a change subtracts the old
--- contribution and adds the new one: the sums always equal the members' data.
+-- met), n (sessions), mo, vi, eq (minutes). Internal fields start with "_":
+-- "_d<date>" counts the members active on a date, "_t<scope>" marks a board
+-- whose TTL is set. Each member's last contribution to a week is kept in the
+-- week's "c", so a change subtracts the old contribution and adds the new one:
+-- the sums always equal the members' data.
 -- The WHO 2020 rules here mirror protocol/fit_who.c (the targets come in ctx.who
 -- from config/who.json); a test compares the two.
-
-local STAT_FIGURES = {'a', 'am', 'gm', 'n', 'mo', 'vi', 'eq'}
 
 local function who_band(who, birth_year, pregnant, year)
     if pregnant then return who.pregnancy end
@@ -388,110 +608,419 @@ local function who_band(who, birth_year, pregnant, year)
     return who.adults
 end
 
-local function week_contribution(P, week, ctx)
-    local c = {a = 0, am = 0, gm = 0, n = 0, mo = 0, vi = 0, eq = 0}
-    local vd, sd, bd = 0, 0, 0
-    local sessions = {}
-    local h = redis.call('HGETALL', P .. 'w:' .. week)
-    for i = 1, #h, 2 do
-        local d = cjson.decode(h[i + 1])
-        c.mo, c.vi = c.mo + d.mo, c.vi + d.vi
-        if d.vi > 0 then vd = vd + 1 end
-        if d.sg == 1 then sd = sd + 1 end
-        if d.ba == 1 then bd = bd + 1 end
-        for _, f in ipairs(redis.call('HKEYS', P .. 'd:' .. h[i])) do
-            if string.sub(f, 1, 2) == 's:' then sessions[f] = true end
-        end
-    end
-    for _ in pairs(sessions) do c.n = c.n + 1 end
-    c.eq = c.mo + 2 * c.vi
+-- A week's contribution from its running figures and the profile (nil: none).
+local function contribution(cx, week, t)
+    local c = {a = 0, am = 0, gm = 0, n = t.n, mo = t.mo, vi = t.vi, eq = t.mo + 2 * t.vi}
     if c.mo + c.vi > 0 then c.a = 1 end
-    local p = redis.call('HMGET', P .. 'p', 'birth_year', 'pregnant', 'district', 'gender')
-    local band = who_band(ctx.who, tonumber(p[1]), p[2] == '1', tonumber(string.sub(week, 1, 4)))
+    if c.a == 0 and c.n == 0 then return nil end
+    local p = cx.prof
+    local band = who_band(cx.ctx.who, tonumber(p.birth_year), p.pregnant == '1', tonumber(string.sub(week, 1, 4)))
     local figure = band.measure == 'mvpa' and (c.mo + c.vi) or c.eq
     if figure >= band.aerobic_min then c.am = 1 end
-    if c.am == 1 and vd >= band.vigorous_days and sd >= band.strength_days and bd >= band.balance_days then
+    if c.am == 1 and t.vd >= band.vigorous_days and t.sd >= band.strength_days and t.bd >= band.balance_days then
         c.gm = 1
     end
     local segs = {'all'}
-    if p[3] then segs[#segs + 1] = 'd:' .. p[3] end
-    local ab = age_band(ctx.b, week, tonumber(p[1]))
+    if p.district then segs[#segs + 1] = 'd:' .. p.district end
+    local ab = age_band(cx.ctx.b, week, tonumber(p.birth_year))
     if ab then segs[#segs + 1] = 'a:' .. ab end
-    if p[4] then segs[#segs + 1] = 'g:' .. p[4] end
-    return c, segs
+    if p.gender then segs[#segs + 1] = 'g:' .. p.gender end
+    return {c = c, s = segs}
 end
 
-local function stats_apply(S, week, c, segs, sign)
-    local key = S .. 'st:' .. week
-    for _, seg in ipairs(segs) do
+local function contribution_add(cx, week, k, sign)
+    if not k then return end
+    for _, seg in ipairs(k.s) do
         for _, f in ipairs(STAT_FIGURES) do
-            if c[f] ~= 0 then redis.call('HINCRBY', key, seg .. '|' .. f, sign * c[f]) end
+            if k.c[f] ~= 0 then stat_add(cx, week, seg .. '|' .. f, sign * k.c[f]) end
         end
     end
 end
 
--- Replaces the member's contribution to a week's statistics.
-local function stats_week(P, week, ctx)
-    local S = shard_of(P)
-    local old = redis.call('HGET', P .. 'sc', week)
-    if old then
-        old = cjson.decode(old)
-        stats_apply(S, week, old.c, old.s, -1)
+-- Writes the call's shared figures: per touched week one HMGET and one HSET of
+-- fit:{sN}:st:<week> (figures, active days, board TTL markers), then one of
+-- fit:{sN}:tot (programme totals and the uploads-per-minute ring "_u<m mod 60>"
+-- = "minute:count"), then announces the boards.
+local function call_finish(cx)
+    if next(cx.pset) then
+        local a = {}
+        for k, v in pairs(cx.pset) do
+            a[#a + 1] = k
+            a[#a + 1] = v
+        end
+        redis.call('HSET', cx.P .. 'm', unpack(a))
     end
-    local c, segs = week_contribution(P, week, ctx)
-    if c.a == 0 and c.n == 0 then
-        redis.call('HDEL', P .. 'sc', week)
-    else
-        stats_apply(S, week, c, segs, 1)
-        redis.call('HSET', P .. 'sc', week, cjson.encode({c = c, s = segs}))
+    for _, week in ipairs(cx.stw) do
+        local key = cx.S .. 'st:' .. week
+        local s, marks = cx.st[week], cx.mark[week] or {}
+        local fields, set = {}, {}
+        for f, d in pairs(s) do
+            if d ~= 0 then fields[#fields + 1] = f end
+        end
+        local nd = #fields
+        for sc, m in pairs(marks) do
+            if m == 'set' then fields[#fields + 1] = '_t' .. sc end
+        end
+        if #fields > 0 then
+            local v = redis.call('HMGET', key, unpack(fields))
+            for i = 1, nd do
+                set[#set + 1] = fields[i]
+                set[#set + 1] = num((tonumber(v[i]) or 0) + s[fields[i]])
+            end
+            for i = nd + 1, #fields do
+                if not v[i] or v[i] == '' then
+                    redis.call('PEXPIRE', board_key(cx.S, week, string.sub(fields[i], 3)), cx.ctx.t)
+                    set[#set + 1] = fields[i]
+                    set[#set + 1] = '1'
+                end
+            end
+        end
+        for sc, m in pairs(marks) do
+            if m == 'reset' then
+                set[#set + 1] = '_t' .. sc
+                set[#set + 1] = ''
+            end
+        end
+        if #set > 0 then redis.call('HSET', key, unpack(set)) end
+    end
+    local fields = {}
+    for f, d in pairs(cx.tot) do
+        if d ~= 0 then fields[#fields + 1] = f end
+    end
+    local nt = #fields
+    local minute = cx.upm and math.floor(cx.now / 60000)
+    if minute then fields[#fields + 1] = '_u' .. (minute % 60) end
+    if #fields > 0 then
+        local v, set = redis.call('HMGET', cx.S .. 'tot', unpack(fields)), {}
+        for i = 1, nt do
+            set[#set + 1] = fields[i]
+            set[#set + 1] = num((tonumber(v[i]) or 0) + cx.tot[fields[i]])
+        end
+        if minute then
+            local m, n = string.match(v[nt + 1] or '', '^(%d+):(%d+)$')
+            n = (tonumber(m) == minute) and tonumber(n) + 1 or 1
+            set[#set + 1] = fields[nt + 1]
+            set[#set + 1] = minute .. ':' .. n
+        end
+        redis.call('HSET', cx.S .. 'tot', unpack(set))
+    end
+    publish(cx.touched)
+end
+
+-- ---- days and weeks ----
+
+-- The day's totals from its items ({s, m, x}), or nil when it holds nothing live.
+-- Sweeps the segments' boundaries; each elementary interval goes to the highest
+-- intensity of the sessions covering it, so overlaps count once.
+local function day_of_items(x)
+    local ev, live = {}, false
+    local mo, vi, li, ssteps, sdist = 0, 0, 0, 0, 0
+    local asteps, adist, strength, balance = 0, 0, 0, 0
+    -- Each boundary is one number, t * 8 + (4 for a start, 0 for an end) + level, so
+    -- that the sort is numeric (ends before starts at the same instant).
+    local n = 0
+    sessions_each(x, function(_, s, e, lvl, sg, ba, steps, dist)
+        ev[n + 1] = s * 8 + 4 + lvl
+        ev[n + 2] = e * 8 + lvl
+        n = n + 2
+        if sg == 1 then strength = 1 end
+        if ba == 1 then balance = 1 end
+        if steps > 0 then asteps = asteps + steps end
+        if dist > 0 then adist = adist + dist end
+    end)
+    live = n > 0
+    for _, m in pairs(x.m) do
+        live = true
+        mo = math.max(mo, m.mo)
+        vi = math.max(vi, m.vi)
+        li = math.max(li, m.li)
+        ssteps = math.max(ssteps, m.st)
+        sdist = math.max(sdist, m.di)
+    end
+    if not live then return nil end
+    table.sort(ev)
+    local cnt, ms, prev = {0, 0, 0}, {0, 0, 0}, nil
+    for _, e in ipairs(ev) do
+        local t, code = math.floor(e / 8), e % 8
+        if prev and t > prev then
+            local lvl = (cnt[3] > 0 and 3) or (cnt[2] > 0 and 2) or (cnt[1] > 0 and 1) or 0
+            if lvl > 0 then ms[lvl] = ms[lvl] + (t - prev) end
+        end
+        local lvl = code % 4
+        cnt[lvl] = cnt[lvl] + (code >= 4 and 1 or -1)
+        prev = t
+    end
+    return {
+        mo = math.max(mo, minutes(ms[2])),
+        vi = math.max(vi, minutes(ms[3])),
+        li = math.max(li, minutes(ms[1])),
+        st = math.max(ssteps, asteps),
+        di = math.max(sdist, math.floor(adist * 10 + 0.5) / 10),
+        sg = strength,
+        ba = balance,
+    }
+end
+
+-- Reads some days of a week with the week's running figures, contribution and
+-- board score, and any extra fields: one HMGET. The caller edits
+-- W.days[date].x (and W.set / W.del for extra fields), then week_save.
+local function week_load(P, week, dates, extra)
+    local f = {}
+    for _, d in ipairs(dates) do
+        f[#f + 1] = wd(d)
+        f[#f + 1] = 'x' .. wd(d)
+    end
+    f[#f + 1] = 't'
+    f[#f + 1] = 'c'
+    f[#f + 1] = 'b'
+    for _, e in ipairs(extra or {}) do f[#f + 1] = e end
+    local v = redis.call('HMGET', P .. 'w:' .. week, unpack(f))
+    local W = {week = week, dates = dates, days = {}, nd = 0, set = {}, del = {}, extra = {}}
+    for i, d in ipairs(dates) do
+        W.days[d] = {old = day_parse(v[2 * i - 1] or nil), x = items_parse(v[2 * i] or nil, d), had_x = v[2 * i] and true}
+    end
+    local k = 2 * #dates
+    W.t, W.c, W.b = v[k + 1] or nil, v[k + 2] or nil, v[k + 3] or nil
+    for i, e in ipairs(extra or {}) do W.extra[e] = v[k + 3 + i] or nil end
+    return W
+end
+
+local function active(d)
+    return d ~= nil and d.mo + d.vi > 0
+end
+
+-- Recomputes the edited days, moves the week's figures by their deltas, and
+-- writes the week back (one HSET; an HDEL only when a day empties); then the
+-- boards (one ZADD per scope when the score changed) and the staff figures.
+local function week_save(cx, W)
+    local key = cx.P .. 'w:' .. W.week
+    local t = figures_parse(W.t)
+    local set, del = W.set, W.del
+    local function move(d, sign)
+        if not d then return end
+        t.mo, t.vi = t.mo + sign * d.mo, t.vi + sign * d.vi
+        if d.vi > 0 then t.vd = t.vd + sign end
+        if d.sg == 1 then t.sd = t.sd + sign end
+        if d.ba == 1 then t.bd = t.bd + sign end
+    end
+    for _, date in ipairs(W.dates) do
+        local day = W.days[date]
+        local new = day_of_items(day.x)
+        move(day.old, -1)
+        move(new, 1)
+        if new then
+            set[#set + 1] = wd(date)
+            set[#set + 1] = day_pack(new)
+        elseif day.old then
+            del[#del + 1] = wd(date)
+        end
+        if has_sessions(day.x) or next(day.x.m) or next(day.x.x) or next(day.x.d) then
+            set[#set + 1] = 'x' .. wd(date)
+            set[#set + 1] = items_pack(day.x, date)
+        elseif day.had_x then
+            del[#del + 1] = 'x' .. wd(date)
+        end
+        if active(day.old) ~= active(new) then stat_add(cx, W.week, '_d' .. date, active(new) and 1 or -1) end
+        cx.changes[#cx.changes + 1] = {date = date, old = day.old, new = new}
+    end
+    t.n = t.n + W.nd
+    set[#set + 1] = 't'
+    set[#set + 1] = figures_pack(t)
+    -- Boards: the score changes (and takes a new tie-break time) only when
+    -- the week's equivalent minutes do.
+    local eq, b = t.mo + 2 * t.vi, W.b
+    if W.week >= cx.ctx.mw then
+        local scs = scopes_of(cx.prof, W.week, cx.ctx)
+        if eq <= 0 or #scs == 0 then
+            if b then
+                for _, sc in ipairs(scs) do board_rem(cx, W.week, sc) end
+                b = nil
+            end
+        elseif not b or math.floor(tonumber(b) / TIE) ~= eq then
+            b = board_score(cx, W.week, eq)
+            for _, sc in ipairs(scs) do board_set(cx, W.week, sc, b) end
+        end
+    end
+    if b then
+        set[#set + 1] = 'b'
+        set[#set + 1] = b
+    elseif W.b then
+        del[#del + 1] = 'b'
+    end
+    -- Staff figures: the old contribution out, the new one in.
+    local k = contribution(cx, W.week, t)
+    local packed = k and contribution_pack(k)
+    if packed ~= W.c then
+        contribution_add(cx, W.week, contribution_parse(W.c), -1)
+        contribution_add(cx, W.week, k, 1)
+        if packed then
+            set[#set + 1] = 'c'
+            set[#set + 1] = packed
+        else
+            del[#del + 1] = 'c'
+        end
+    end
+    if not W.t then redis.call('ZADD', cx.P .. 'wks', week_index(W.week), W.week) end
+    redis.call('HSET', key, unpack(set))
+    if #del > 0 then redis.call('HDEL', key, unpack(del)) end
+end
+
+-- ---- virtual challenges (the member's side) ----
+--
+-- A member who joins a challenge gets its definition copied to their member
+-- hash, field "_ch" (challenges_parse): per challenge its window (from, to
+-- as local dates; fm, tm in UTC ms), metric, progress, contribution to the
+-- team (capped), the UTC ms the goal was reached (achievements stay) and the
+-- definition as joined (JSON: also goal, team, cap, name, types). The
+-- challenge's boards live on each shard, merged on read:
+--   fit:{sN}:ch:<event>/all    zset  user -> progress
+--   fit:{sN}:ch:<event>/teams  zset  team -> sum of its members' capped progress
+-- Joining computes progress from the member's data in the window; after that
+-- every change moves it by the changed days' deltas (equivalent minutes,
+-- active days) or the changed sessions' distances, in the same call, so edits
+-- and deletes un-count exactly. Challenges whose window holds no changed date
+-- (ended ones included) are not touched.
+
+local function type_in(def, t)
+    for _, x in ipairs(def.types or {}) do
+        if x == t then return true end
+    end
+    return false
+end
+
+-- Metres a session counts toward a distance challenge (0 if none).
+local function session_distance(def, s)
+    if not s.start or s.start < def.fm or s.start > def.tm then return 0 end
+    if not s.d then s.d = cjson.decode(s.doc) end
+    if def.dj then def = challenge_def(def) end
+    if type_in(def, s.d.type) and type(s.d.distance_m) == 'number' then return s.d.distance_m end
+    return 0
+end
+
+local function day_progress(def, d)
+    if not d then return 0 end
+    if def.metric == 'active_days' then return active(d) and 1 or 0 end
+    return d.mo + 2 * d.vi
+end
+
+-- Sets a challenge's progress p, its boards and badge. With refresh set (the
+-- profile changed), the member's board entry is rewritten even if progress did
+-- not change: "boards": false keeps them off challenge boards too (their
+-- progress still counts for their team, an aggregate).
+local function challenge_set(cx, id, rec, p, refresh)
+    local def, S = challenge_def(rec), cx.S
+    local listed = cx.prof.boards ~= '0'
+    local c = p
+    if type(def.cap) == 'number' and def.cap > 0 then c = math.min(p, def.cap) end
+    if p > 0 and listed then
+        redis.call('ZADD', S .. 'ch:' .. id .. '/all', p, cx.user)
+    elseif rec.p > 0 or refresh then
+        redis.call('ZREM', S .. 'ch:' .. id .. '/all', cx.user)
+    end
+    cx.touched[#cx.touched + 1] = 'challenge:' .. id .. ':all'
+    if def.team and def.team ~= '' and c ~= rec.c then
+        local tkey = S .. 'ch:' .. id .. '/teams'
+        local t = tonumber(redis.call('ZINCRBY', tkey, c - rec.c, def.team))
+        -- A team back at nothing leaves the board, like one that never scored.
+        if t <= 1e-9 then redis.call('ZREM', tkey, def.team) end
+        cx.touched[#cx.touched + 1] = 'challenge:' .. id .. ':teams'
+    end
+    rec.p, rec.c = p, c
+    if p >= def.goal and not rec.a then
+        rec.a = cx.now
+        -- Through the per-member relay (origin 0: every process delivers it).
+        local badge = cjson.encode({type = 'badge', event = id, name = def.name,
+                                    metric = def.metric, goal = def.goal, progress = p, at_ms = rec.a})
+        redis.call('PUBLISH', 'fit:dev', '0000000000000000\n' .. cx.user .. '\n' .. badge)
     end
 end
 
--- Programme totals since launch (per shard): members, activities, events,
--- participations, laps.
-local function total(S, field, delta)
-    redis.call('HINCRBY', S .. 'tot', field, delta)
-end
-
-local function member_seen(P)
-    if redis.call('SETNX', P .. 'since', now_ms()) == 1 then total(shard_of(P), 'members', 1) end
-end
-
-local function upload_counted(P)
-    local key = shard_of(P) .. 'upm:' .. math.floor(now_ms() / 60000)
-    redis.call('INCR', key)
-    redis.call('EXPIRE', key, 7200)
-end
-
--- After a change to weeks: re-rank the member on their boards and challenges,
--- update the statistics, and announce the boards.
-local function boards_after(P, ctx, weeks)
-    local touched = {}
-    for _, w in ipairs(weeks) do
-        update_boards(P, w, ctx, touched)
-        stats_week(P, w, ctx)
+-- Moves every challenge whose window holds a change of this call (cx.changes:
+-- days; sessions: {start, doc, sign} of sessions added (+1) or removed (-1)).
+local function challenges_apply(cx, sessions)
+    if not cx.ch then return end
+    local dirty = false
+    for id, rec in pairs(cx.ch) do
+        local def, delta = rec, 0
+        if def.metric == 'distance_m' then
+            for _, s in ipairs(sessions) do delta = delta + s.sign * session_distance(def, s) end
+            delta = math.floor(delta * 1000 + 0.5) / 1000
+        else
+            for _, ch in ipairs(cx.changes) do
+                if ch.date >= def.from and ch.date <= def.to then
+                    delta = delta + day_progress(def, ch.new) - day_progress(def, ch.old)
+                end
+            end
+        end
+        if delta ~= 0 then
+            local p = rec.p + delta
+            if def.metric == 'distance_m' then p = math.floor(p * 1000 + 0.5) / 1000 end
+            challenge_set(cx, id, rec, p, false)
+            dirty = true
+        end
     end
-    challenges_after(P, touched)
-    publish(touched)
+    if dirty then cx.pset._ch = challenges_pack(cx.ch) end
+end
+
+-- A new challenge's progress from what the member already logged in its window
+-- (at join only: the weeks of the window, or the sessions for distance).
+local function challenge_initial(P, def)
+    local total = 0
+    if def.metric == 'distance_m' then
+        for _, e in ipairs(sessions_all(P)) do
+            if not e[2].del then total = total + session_distance(def, e[2]) end
+        end
+        -- Folded sessions (P.."w:" field k<date>, see fit_fold) of the window's weeks.
+        local lo, hi = week_index(iso_week_of(date_of(math.floor(def.fm / 86400000) - 1))),
+                       week_index(iso_week_of(date_of(math.floor(def.tm / 86400000) + 1)))
+        for _, w in ipairs(redis.call('ZRANGEBYSCORE', P .. 'wks', lo, hi)) do
+            local wh = redis.call('HGETALL', P .. 'w:' .. w)
+            for i = 1, #wh, 2 do
+                if string.sub(wh[i], 1, 1) == 'k' then
+                    for _, k in ipairs(folded_parse(wh[i + 1])) do
+                        if k.start >= def.fm and k.start <= def.tm and type_in(def, k.type) and k.dist ~= '' then
+                            total = total + tonumber(k.dist)
+                        end
+                    end
+                end
+            end
+        end
+        return math.floor(total * 1000 + 0.5) / 1000
+    end
+    local lo, hi = week_index(iso_week_of(def.from)), week_index(iso_week_of(def.to))
+    for _, w in ipairs(redis.call('ZRANGEBYSCORE', P .. 'wks', lo, hi)) do
+        local dates = week_dates(w)
+        local v = redis.call('HMGET', P .. 'w:' .. w, unpack(WEEKDAYS))
+        for i, date in ipairs(dates) do
+            if date >= def.from and date <= def.to then total = total + day_progress(def, day_parse(v[i] or nil)) end
+        end
+    end
+    return total
 end
 
 -- fit_challenge_join: KEYS: the member's log key. ARGV: event id, definition JSON.
 -- Returns {"joined" | "duplicate", progress JSON, achieved at ms or '', the team joined}.
 local function challenge_join(keys, args)
-    local P = prefix_of(keys[1])
-    local status = 'joined'
-    if redis.call('HEXISTS', P .. 'ch', args[1]) == 1 then status = 'duplicate' end
-    if status == 'joined' then
-        redis.call('HSET', P .. 'ch', args[1], args[2])
-        total(shard_of(P), 'participations', 1)
-        redis.call('HINCRBY', shard_of(P) .. 'chn', args[1], 1)
-        local touched = {}
-        challenges_after(P, touched)
-        publish(touched)
+    local P, id = prefix_of(keys[1]), args[1]
+    local cx = call_new(P, {})
+    profile_load(cx)
+    cx.ch = cx.ch or {}
+    local rec = cx.ch[id]
+    local status = 'duplicate'
+    if not rec then
+        status = 'joined'
+        cx.now = now_ms()
+        local d = cjson.decode(args[2])
+        rec = {from = d.from, to = d.to, fm = d.fm, tm = d.tm, metric = d.metric, p = 0, c = 0, dj = args[2], d = d}
+        cx.ch[id] = rec
+        redis.call('HINCRBY', cx.S .. 'tot', 'participations', 1)
+        redis.call('HINCRBY', cx.S .. 'chn', id, 1)
+        local p = challenge_initial(P, rec.d)
+        if p ~= 0 then challenge_set(cx, id, rec, p, false) end
+        redis.call('HSET', P .. 'm', '_ch', challenges_pack(cx.ch))
+        publish(cx.touched)
     end
-    return {status, redis.call('HGET', P .. 'chp', args[1]) or '{"p":0,"c":0}',
-            redis.call('HGET', P .. 'ach', args[1]) or '',
-            cjson.decode(redis.call('HGET', P .. 'ch', args[1])).team or ''}
+    return {status, cjson.encode({p = rec.p, c = rec.c}), rec.a and num(rec.a) or '', challenge_def(rec).team or ''}
 end
 
 -- fit_challenge_top (read-only): one shard's part of a challenge board.
@@ -510,25 +1039,67 @@ local function challenge_top(keys, args)
     return r
 end
 
--- Adds a session's segments to its days; returns the [[date, week]] list.
-local function add_segments(P, cid, args, first, n)
-    local days = {}
+
+-- ---- sessions and summaries ----
+
+-- The (date, week, segment) triples of ARGV from index first, grouped by week
+-- in order of appearance: {{week, dates, segs = {date -> segment}}, ...}.
+local function segments_by_week(args, first, n, groups, index)
+    groups, index = groups or {}, index or {}
+    local dates = {}
     for i = 0, n - 1 do
-        local date, week, seg = args[first + 3 * i], args[first + 3 * i + 1], args[first + 3 * i + 2]
-        redis.call('HSET', P .. 'd:' .. date, 's:' .. cid, seg)
-        redis.call('SADD', P .. 'days', date)
-        redis.call('SADD', P .. 'wks', week)
-        recompute_day(P, date, week)
-        days[#days + 1] = {date, week}
+        local date, week = args[first + 3 * i], args[first + 3 * i + 1]
+        local g = index[week]
+        if not g then
+            g = {week = week, dates = {}, segs = {}, seen = {}}
+            index[week] = g
+            groups[#groups + 1] = g
+        end
+        if not g.seen[date] then
+            g.seen[date] = true
+            g.dates[#g.dates + 1] = date
+        end
+        g.segs[date] = segment_of(cjson.decode(args[first + 3 * i + 2]), date)
+        dates[#dates + 1] = date
     end
-    return days
+    return groups, index, dates
 end
 
-local function remove_segments(P, cid, days)
-    for _, dw in ipairs(days) do
-        redis.call('HDEL', P .. 'd:' .. dw[1], 's:' .. cid)
-        recompute_day(P, dw[1], dw[2])
+-- Groups stored dates of a session (to be removed) by week, joining groups.
+local function dates_by_week(dates, groups, index)
+    for _, date in ipairs(dates) do
+        local week = iso_week_of(date)
+        local g = index[week]
+        if not g then
+            g = {week = week, dates = {}, segs = {}, seen = {}}
+            index[week] = g
+            groups[#groups + 1] = g
+        end
+        g.old = true
+        if not g.seen[date] then
+            g.seen[date] = true
+            g.dates[#g.dates + 1] = date
+        end
     end
+    return groups, index
+end
+
+-- Applies one session's change to its weeks: its old days lose it, its new
+-- days get their segments; each week's session count moves by one per side.
+local function session_apply(cx, cid, groups, deleted_on, is_new)
+    local weeks = {}
+    for _, g in ipairs(groups) do
+        local W = week_load(cx.P, g.week, g.dates)
+        for _, date in ipairs(g.dates) do
+            W.days[date].x.s[cid] = g.segs[date] or false
+            W.days[date].x.append = is_new
+        end
+        if deleted_on and W.days[deleted_on] then W.days[deleted_on].x.d[cid] = true end
+        W.nd = (next(g.segs) and 1 or 0) - (g.old and 1 or 0)
+        week_save(cx, W)
+        weeks[#weeks + 1] = g.week
+    end
+    return weeks
 end
 
 -- Appends weeks to reply r.
@@ -543,23 +1114,24 @@ end
 --       | {"conflict", rev, doc}.
 local function activity_put(keys, args)
     local P = prefix_of(keys[1])
-    local device, ctx, cid, doc = args[1], cjson.decode(args[2]), args[3], args[4]
-    local akey = P .. 'a:' .. cid
-    local cur = redis.call('HMGET', akey, 'doc', 'rev', 'del')
-    if cur[2] then
-        if cur[3] == '1' then return {'deleted', tonumber(cur[2])} end
-        if cur[1] == doc then return {'duplicate', tonumber(cur[2])} end
-        return {'conflict', tonumber(cur[2]), cur[1]}
+    local device, ctx, cid, doc, start = args[1], ctx_decode(args[2]), args[3], args[4], tonumber(args[5])
+    local groups, _, dates = segments_by_week(args, 7, tonumber(args[6]))
+    local cx = call_new(P, ctx)
+    local v = profile_load(cx, cid)
+    if v then
+        local cur = session_parse(v)
+        if cur.del then return {'deleted', cur.rev} end
+        if cur.doc == doc then return {'duplicate', cur.rev} end
+        return {'conflict', cur.rev, cur.doc}
     end
-    local days = add_segments(P, cid, args, 7, tonumber(args[6]))
-    redis.call('HSET', akey, 'doc', doc, 'rev', 1, 'days', cjson.encode(days), 'del', '0')
-    redis.call('ZADD', P .. 'acts', args[5], cid)
-    local cursor = log_change(P, ctx.w, 'activity', 'upsert', cid, 1, doc, device)
-    member_seen(P)
-    total(shard_of(P), 'activities', 1)
-    upload_counted(P)
-    local weeks = weeks_of(days)
-    boards_after(P, ctx, weeks)
+    cx.pset[':' .. cid] = session_pack(1, false, start, dates, doc)
+    local cursor = log_change(cx, 'activity', 'upsert', cid, 1, doc, device)
+    local weeks = session_apply(cx, cid, groups, nil, true)
+    member_seen(cx)
+    cx.tot.activities = 1
+    cx.upm = true
+    challenges_apply(cx, {{start = start, doc = doc, sign = 1}})
+    call_finish(cx)
     return add_weeks({'created', 1, cursor}, weeks)
 end
 
@@ -569,26 +1141,25 @@ end
 --       | {"conflict", rev, doc, deleted}.
 local function activity_update(keys, args)
     local P = prefix_of(keys[1])
-    local device, ctx, cid = args[1], cjson.decode(args[2]), args[3]
-    local base, doc = tonumber(args[4]), args[5]
-    local akey = P .. 'a:' .. cid
-    local cur = redis.call('HMGET', akey, 'doc', 'rev', 'del', 'days')
-    if not cur[2] then return {'not_found'} end
-    local rev = tonumber(cur[2])
-    if cur[3] == '1' then return {'conflict', rev, '', '1'} end
-    if rev ~= base then
-        if rev == base + 1 and cur[1] == doc then return {'duplicate', rev} end
-        return {'conflict', rev, cur[1], '0'}
+    local device, ctx, cid = args[1], ctx_decode(args[2]), args[3]
+    local base, doc, start = tonumber(args[4]), args[5], tonumber(args[6])
+    local cx = call_new(P, ctx)
+    local v = profile_load(cx, cid)
+    if not v then return {'not_found'} end
+    local cur = session_parse(v)
+    if cur.del then return {'conflict', cur.rev, '', '1'} end
+    if cur.rev ~= base then
+        if cur.rev == base + 1 and cur.doc == doc then return {'duplicate', cur.rev} end
+        return {'conflict', cur.rev, cur.doc, '0'}
     end
-    local old = cjson.decode(cur[4])
-    remove_segments(P, cid, old)
-    local days = add_segments(P, cid, args, 8, tonumber(args[7]))
-    rev = rev + 1
-    redis.call('HSET', akey, 'doc', doc, 'rev', rev, 'days', cjson.encode(days))
-    redis.call('ZADD', P .. 'acts', args[6], cid)
-    local cursor = log_change(P, ctx.w, 'activity', 'upsert', cid, rev, doc, device)
-    local weeks = weeks_of(old, days)
-    boards_after(P, ctx, weeks)
+    local groups, index = dates_by_week(cur.dates, {}, {})
+    local _, _, dates = segments_by_week(args, 8, tonumber(args[7]), groups, index)
+    local rev = cur.rev + 1
+    cx.pset[':' .. cid] = session_pack(rev, false, start, dates, doc)
+    local cursor = log_change(cx, 'activity', 'upsert', cid, rev, doc, device)
+    local weeks = session_apply(cx, cid, groups)
+    challenges_apply(cx, {{start = cur.start, doc = cur.doc, sign = -1}, {start = start, doc = doc, sign = 1}})
+    call_finish(cx)
     return add_weeks({'updated', rev, cursor}, weeks)
 end
 
@@ -598,30 +1169,30 @@ end
 --       | {"conflict", rev, doc}.
 local function activity_delete(keys, args)
     local P = prefix_of(keys[1])
-    local device, ctx, cid = args[1], cjson.decode(args[2]), args[3]
-    local akey = P .. 'a:' .. cid
-    local cur = redis.call('HMGET', akey, 'doc', 'rev', 'del', 'days')
-    if not cur[2] then return {'not_found'} end
-    local rev = tonumber(cur[2])
-    if cur[3] == '1' then return {'duplicate', rev} end
-    if args[4] ~= '' and tonumber(args[4]) ~= rev then return {'conflict', rev, cur[1]} end
-    local old = cjson.decode(cur[4])
-    remove_segments(P, cid, old)
-    rev = rev + 1
-    redis.call('HSET', akey, 'rev', rev, 'del', '1', 'days', '[]')
-    redis.call('HDEL', akey, 'doc')
-    local cursor = log_change(P, ctx.w, 'activity', 'delete', cid, rev, nil, device)
-    total(shard_of(P), 'activities', -1)
-    local weeks = weeks_of(old)
-    boards_after(P, ctx, weeks)
+    local device, ctx, cid = args[1], ctx_decode(args[2]), args[3]
+    local cx = call_new(P, ctx)
+    local v = profile_load(cx, cid)
+    if not v then return {'not_found'} end
+    local cur = session_parse(v)
+    if cur.del then return {'duplicate', cur.rev} end
+    if args[4] ~= '' and tonumber(args[4]) ~= cur.rev then return {'conflict', cur.rev, cur.doc} end
+    local groups = dates_by_week(cur.dates, {}, {})
+    local rev = cur.rev + 1
+    cx.pset[':' .. cid] = session_pack(rev, true, cur.start, {}, nil)
+    local cursor = log_change(cx, 'activity', 'delete', cid, rev, nil, device)
+    local weeks = session_apply(cx, cid, groups, cur.dates[1])
+    cx.tot.activities = -1
+    challenges_apply(cx, {{start = cur.start, doc = cur.doc, sign = -1}})
+    call_finish(cx)
     return add_weeks({'deleted', rev, cursor}, weeks)
 end
 
 -- fit_activity_get: the stored item. ARGV: client_id. Returns {rev, doc, del} or {}.
 local function activity_get(keys, args)
-    local cur = redis.call('HMGET', prefix_of(keys[1]) .. 'a:' .. args[1], 'rev', 'doc', 'del')
-    if not cur[1] then return {} end
-    return {tonumber(cur[1]), cur[2] or '', cur[3] or '0'}
+    local v = redis.call('HGET', prefix_of(keys[1]) .. 'm', ':' .. args[1])
+    if not v then return {} end
+    local cur = session_parse(v)
+    return {cur.rev, cur.doc, cur.del and '1' or '0'}
 end
 
 -- fit_summary_put: upsert one daily summary; the newest recorded_at wins
@@ -633,36 +1204,37 @@ end
 -- Returns {"applied", cursor, week} | {"duplicate"} | {"stale"}.
 local function summary_put(keys, args)
     local P = prefix_of(keys[1])
-    local device, ctx, date, week, source = args[1], cjson.decode(args[2]), args[3], args[4], args[5]
+    local device, ctx, date, week, source = args[1], ctx_decode(args[2]), args[3], args[4], args[5]
     local rec, doc = tonumber(args[6]), args[7]
-    local dkey = P .. 'd:' .. date
-    local cur = redis.call('HGET', dkey, 'm:' .. source)
-    if cur then
-        local c = cjson.decode(cur)
+    local dfield = 'd' .. wd(date) .. '|' .. source
+    local W = week_load(P, week, {date}, {dfield})
+    local x = W.days[date].x
+    local c = x.m[source]
+    if c then
+        local cdoc = W.extra[dfield] or ''
         if c.r > rec then return {'stale'} end
         if c.r == rec then
-            if c.doc == doc then return {'duplicate'} end
-            if c.doc > doc then return {'stale'} end
+            if cdoc == doc then return {'duplicate'} end
+            if cdoc > doc then return {'stale'} end
         end
-    else
-        local tomb = redis.call('HGET', dkey, 'x:' .. source)
-        if tomb and tonumber(tomb) >= rec then return {'stale'} end
+    elseif x.x[source] and x.x[source] >= rec then
+        return {'stale'}
     end
-    local m = {
-        r = rec, doc = doc,
+    W.set[1], W.set[2] = dfield, doc
+    x.m[source] = {
+        r = rec, dm = tonumber(args[13]),
         mo = tonumber(args[8]), vi = tonumber(args[9]), li = tonumber(args[10]),
         st = tonumber(args[11]), di = tonumber(args[12]),
     }
-    redis.call('HSET', dkey, 'm:' .. source, cjson.encode(m))
-    redis.call('HDEL', dkey, 'x:' .. source)
-    redis.call('SADD', P .. 'days', date)
-    redis.call('SADD', P .. 'wks', week)
-    redis.call('ZADD', P .. 'sums', args[13], date .. '|' .. source)
-    recompute_day(P, date, week)
-    local cursor = log_change(P, ctx.w, 'summary', 'upsert', date .. '|' .. source, 1, doc, device)
-    member_seen(P)
-    upload_counted(P)
-    boards_after(P, ctx, {week})
+    x.x[source] = nil
+    local cx = call_new(P, ctx)
+    local cursor = log_change(cx, 'summary', 'upsert', date .. '|' .. source, 1, doc, device)
+    profile_load(cx)
+    week_save(cx, W)
+    member_seen(cx)
+    cx.upm = true
+    challenges_apply(cx, {})
+    call_finish(cx)
     return {'applied', cursor, week}
 end
 
@@ -671,94 +1243,214 @@ end
 -- Returns {"deleted", cursor, week} | {"duplicate"} | {"not_found"}.
 local function summary_delete(keys, args)
     local P = prefix_of(keys[1])
-    local device, ctx, date, week, source = args[1], cjson.decode(args[2]), args[3], args[4], args[5]
-    local dkey = P .. 'd:' .. date
-    local cur = redis.call('HGET', dkey, 'm:' .. source)
-    if not cur then
-        if redis.call('HEXISTS', dkey, 'x:' .. source) == 1 then return {'duplicate'} end
+    local device, ctx, date, week, source = args[1], ctx_decode(args[2]), args[3], args[4], args[5]
+    local W = week_load(P, week, {date})
+    local x = W.days[date].x
+    local c = x.m[source]
+    if not c then
+        if x.x[source] then return {'duplicate'} end
         return {'not_found'}
     end
-    local c = cjson.decode(cur)
-    redis.call('HDEL', dkey, 'm:' .. source)
-    redis.call('HSET', dkey, 'x:' .. source, tostring(c.r))
-    redis.call('ZREM', P .. 'sums', date .. '|' .. source)
-    recompute_day(P, date, week)
-    local cursor = log_change(P, ctx.w, 'summary', 'delete', date .. '|' .. source, 1, nil, device)
-    boards_after(P, ctx, {week})
+    x.m[source] = nil
+    x.x[source] = c.r
+    W.del[1] = 'd' .. wd(date) .. '|' .. source
+    local cx = call_new(P, ctx)
+    local cursor = log_change(cx, 'summary', 'delete', date .. '|' .. source, 1, nil, device)
+    profile_load(cx)
+    week_save(cx, W)
+    challenges_apply(cx, {})
+    call_finish(cx)
     return {'deleted', cursor, week}
 end
 
 -- fit_profile_set: set (or, for an empty value, remove) profile fields.
 -- A member's boards follow their profile: a new district, team, birth year,
--- name or "boards" flag moves (or removes) their entries on every kept week,
--- keeping their score and its tie-break time.
+-- name or "boards" flag moves (or removes) their entries on every kept week
+-- (the weeks from ctx.mw on: at most boards.keep_weeks + 1 of them), keeping
+-- their score and its tie-break time. The staff figures of those weeks follow
+-- too; older weeks keep the segments they were counted under.
 -- ARGV: device, ctx, then field, value, ...
 -- Returns {cursor, {field, value, ...}} (the whole profile after the change).
 local function profile_set(keys, args)
     local P = prefix_of(keys[1])
-    local ctx = cjson.decode(args[2])
-    local user = user_of(P)
-    local weeks, before = {}, {}
-    for _, w in ipairs(redis.call('SMEMBERS', P .. 'wks')) do
-        if w >= ctx.mw then
-            weeks[#weeks + 1] = w
-            before[w] = {scopes(P, w, ctx), redis.call('ZSCORE', board_key(P, w, 'all'), user)}
-        end
-    end
+    local cx = call_new(P, ctx_decode(args[2]))
+    cx.now = now_ms()
+    profile_load(cx)
+    local old = cx.prof
+    local weeks = redis.call('ZRANGEBYSCORE', P .. 'wks', week_index(cx.ctx.mw), '+inf')
+    local before = {}
+    for _, w in ipairs(weeks) do before[w] = redis.call('HMGET', P .. 'w:' .. w, 't', 'c', 'b') end
+    local set, del = {}, {}
     for i = 3, #args, 2 do
         if args[i + 1] == '' then
-            redis.call('HDEL', P .. 'p', args[i])
+            del[#del + 1] = args[i]
         else
-            redis.call('HSET', P .. 'p', args[i], args[i + 1])
+            set[#set + 1] = args[i]
+            set[#set + 1] = args[i + 1]
         end
     end
-    local name = redis.call('HGET', P .. 'p', 'display_name')
+    if #set > 0 then redis.call('HSET', P .. 'm', unpack(set)) end
+    if #del > 0 then redis.call('HDEL', P .. 'm', unpack(del)) end
+    local name = redis.call('HGET', P .. 'm', 'display_name')
     if name then
-        redis.call('HSET', shard_of(P) .. 'lbnames', user, name)
+        redis.call('HSET', cx.S .. 'lbnames', cx.user, name)
     else
-        redis.call('HDEL', shard_of(P) .. 'lbnames', user)
+        redis.call('HDEL', cx.S .. 'lbnames', cx.user)
     end
-    local touched = {}
+    profile_load(cx)
+    cx.prof._s = old._s
     for _, w in ipairs(weeks) do
-        local old_scopes, score = before[w][1], before[w][2]
-        local new_scopes = scopes(P, w, ctx)
+        local t, c, b = figures_parse(before[w][1] or nil), before[w][2] or nil, before[w][3] or nil
+        local old_scopes, new_scopes = scopes_of(old, w, cx.ctx), scopes_of(cx.prof, w, cx.ctx)
         local keep = {}
         for _, sc in ipairs(new_scopes) do keep[sc] = true end
         for _, sc in ipairs(old_scopes) do
-            if not keep[sc] then
-                redis.call('ZREM', board_key(P, w, sc), user)
-                touched[#touched + 1] = 'week:' .. w .. ':' .. sc
+            if not keep[sc] then board_rem(cx, w, sc) end
+        end
+        local eq, nb = t.mo + 2 * t.vi, b
+        if #new_scopes == 0 or eq <= 0 then
+            nb = nil
+        elseif not b then
+            nb = board_score(cx, w, eq)
+        end
+        if nb then
+            for _, sc in ipairs(new_scopes) do board_set(cx, w, sc, nb) end
+        end
+        local k = contribution(cx, w, t)
+        local packed = k and contribution_pack(k)
+        local wset = {}
+        if packed ~= c then
+            contribution_add(cx, w, contribution_parse(c), -1)
+            contribution_add(cx, w, k, 1)
+            if packed then
+                wset[#wset + 1] = 'c'
+                wset[#wset + 1] = packed
+            else
+                redis.call('HDEL', P .. 'w:' .. w, 'c')
             end
         end
-        if score then
-            for _, sc in ipairs(new_scopes) do
-                set_entry(board_key(P, w, sc), score, user, ctx)
-                touched[#touched + 1] = 'week:' .. w .. ':' .. sc
+        if nb ~= b then
+            if nb then
+                wset[#wset + 1] = 'b'
+                wset[#wset + 1] = nb
+            else
+                redis.call('HDEL', P .. 'w:' .. w, 'b')
             end
-        else
-            update_boards(P, w, ctx, touched)
         end
+        if #wset > 0 then redis.call('HSET', P .. 'w:' .. w, unpack(wset)) end
     end
-    -- Statistics follow the profile too (district, gender, band), for every week counted,
-    -- and so do challenge boards (the "boards" flag, the name).
-    for _, w in ipairs(redis.call('HKEYS', P .. 'sc')) do stats_week(P, w, ctx) end
-    challenges_after(P, touched, true)
-    member_seen(P)
-    publish(touched)
-    local h = redis.call('HGETALL', P .. 'p')
+    -- Challenge boards follow the profile too (the "boards" flag, the name).
+    if cx.ch then
+        for id, rec in pairs(cx.ch) do challenge_set(cx, id, rec, rec.p, true) end
+        cx.pset._ch = challenges_pack(cx.ch)
+    end
+    member_seen(cx)
+    call_finish(cx)
+    local h = profile_flat(P)
     local obj = {}
     for i = 1, #h, 2 do obj[h[i]] = h[i + 1] end
-    local doc = cjson.encode(obj)
-    local cursor = log_change(P, ctx.w, 'profile', 'upsert', 'profile', 1, doc, args[1])
+    local cursor = log_change(cx, 'profile', 'upsert', 'profile', 1, cjson.encode(obj), args[1])
     return {cursor, h}
 end
 
+-- ---- retention: folding old sessions ----
+--
+-- A session no change can reach any more (older than both the change log
+-- window and the acceptance window: fitsyncd computes the date) needs no
+-- segment and no document: its day's figures already hold it. fit_fold drops
+-- the segments, the session records, the tombstones of deleted sessions and
+-- summaries, and keeps per session what export owes the member, in
+-- k<weekday> (of the session's first date): "cid,rev,type,start,duration_s
+-- or end,steps,distance_m" per session, ";" between sessions. The summaries
+-- (figures and documents as sent) and every day's totals stay.
+
+-- fit_fold: folds the member's weeks whose every day is at or before a date.
+-- KEYS: the member's log key. ARGV: the newest local date that may be folded,
+-- the most weeks to fold in this call (the work per call stays bounded; the
+-- next call goes on from P.."m" field "_f", the last week folded).
+-- Returns the number of weeks folded.
+local function fold(keys, args)
+    local P = prefix_of(keys[1])
+    local maxw = week_index(iso_week_of(date_of(day_number(args[1]) - 6)))
+    local done = redis.call('HGET', P .. 'm', '_f') or '0'
+    local weeks = redis.call('ZRANGEBYSCORE', P .. 'wks', '(' .. done, maxw, 'LIMIT', 0, tonumber(args[2]))
+    for _, w in ipairs(weeks) do
+        local key = P .. 'w:' .. w
+        local h = redis.call('HGETALL', key)
+        local days, seen, order = {}, {}, {}
+        for i = 1, #h, 2 do
+            if string.sub(h[i], 1, 1) == 'x' then
+                local date = week_dates(w)[tonumber(string.sub(h[i], 2)) + 1]
+                local x = items_parse(h[i + 1], date)
+                days[#days + 1] = {date, x}
+                local function found(cid)
+                    if not seen[cid] then
+                        seen[cid] = true
+                        order[#order + 1] = cid
+                    end
+                end
+                sessions_each(x, found)
+                for cid in pairs(x.d) do found(cid) end
+            end
+        end
+        local set, del, drop, kept = {}, {}, {}, {}
+        if #order > 0 then
+            local f = {}
+            for i, cid in ipairs(order) do f[i] = ':' .. cid end
+            local v = redis.call('HMGET', P .. 'm', unpack(f))
+            for i, cid in ipairs(order) do
+                if v[i] then
+                    local s = session_parse(v[i])
+                    if s.del then
+                        drop[#drop + 1] = f[i]
+                    elseif iso_week_of(s.dates[1]) == w then
+                        local first = s.dates[1]
+                        kept[first] = kept[first] or {}
+                        kept[first][#kept[first] + 1] = folded_entry(cid, s)
+                        drop[#drop + 1] = f[i]
+                    end
+                end
+            end
+        end
+        for _, e in ipairs(days) do
+            local date, x = e[1], e[2]
+            x.f, x.s, x.x, x.d = {}, {}, {}, {}
+            if next(x.m) then
+                set[#set + 1] = 'x' .. wd(date)
+                set[#set + 1] = items_pack(x, date)
+            else
+                del[#del + 1] = 'x' .. wd(date)
+            end
+        end
+        for date, list in pairs(kept) do
+            set[#set + 1] = 'k' .. wd(date)
+            set[#set + 1] = table.concat(list, ';')
+        end
+        if #set > 0 then redis.call('HSET', key, unpack(set)) end
+        if #del > 0 then redis.call('HDEL', key, unpack(del)) end
+        if #drop > 0 then redis.call('HDEL', P .. 'm', unpack(drop)) end
+    end
+    if #weeks > 0 then redis.call('HSET', P .. 'm', '_f', week_index(weeks[#weeks])) end
+    return #weeks
+end
+
 -- fit_weeks_get: day totals of some weeks and the profile that sets their band.
--- ARGV: week names. Returns {profile hash, week hash, week hash, ...}.
+-- ARGV: week names. Returns {profile hash, week days, week days, ...}, each
+-- week as a flat {date, "mo,vi,li,st,di,sg,ba", ...} of the days with data.
 local function weeks_get(keys, args)
     local P = prefix_of(keys[1])
-    local r = {redis.call('HGETALL', P .. 'p')}
-    for i = 1, #args do r[#r + 1] = redis.call('HGETALL', P .. 'w:' .. args[i]) end
+    local r = {profile_flat(P)}
+    for i = 1, #args do
+        local dates = week_dates(args[i])
+        local v, flat = redis.call('HMGET', P .. 'w:' .. args[i], unpack(WEEKDAYS)), {}
+        for j, d in ipairs(dates) do
+            if v[j] then
+                flat[#flat + 1] = d
+                flat[#flat + 1] = v[j]
+            end
+        end
+        r[#r + 1] = flat
+    end
     return r
 end
 
@@ -821,85 +1513,99 @@ end
 
 -- fit_state: the user's whole state, for sync.snapshot (ARGV: from_ms, only
 -- sessions starting and summaries dated after it) and account.export (ARGV: 0).
--- Returns {cursor, profile hash, {cid, rev, doc, ...}, {key, doc, ...}, weeks}.
+-- Returns {cursor, profile hash, {cid, rev, doc, ...}, {key, doc, ...}, weeks},
+-- sessions in start order, summaries in date order. Reads the weeks from the
+-- one holding from_ms (less a day, for local offsets) on.
 local function state(keys, args)
     local P = prefix_of(keys[1])
-    local from = args[1]
-    local acts = {}
-    for _, cid in ipairs(redis.call('ZRANGEBYSCORE', P .. 'acts', from, '+inf')) do
-        local a = redis.call('HMGET', P .. 'a:' .. cid, 'rev', 'doc', 'del')
-        if a[3] ~= '1' and a[2] then
-            acts[#acts + 1] = cid
-            acts[#acts + 1] = a[1]
-            acts[#acts + 1] = a[2]
-        end
+    local from = tonumber(args[1])
+    local function by_first(x, y)
+        if x[1] ~= y[1] then return x[1] < y[1] end
+        return x[2] < y[2]
     end
-    local sums = {}
-    for _, k in ipairs(redis.call('ZRANGEBYSCORE', P .. 'sums', from, '+inf')) do
-        local date, source = string.match(k, '^([^|]+)|(.+)$')
-        local m = redis.call('HGET', P .. 'd:' .. date, 'm:' .. source)
-        if m then
-            sums[#sums + 1] = k
-            sums[#sums + 1] = cjson.decode(m).doc
-        end
+    local list, sums = {}, {}
+    for _, e in ipairs(sessions_all(P)) do
+        if not e[2].del and e[2].start >= from then list[#list + 1] = {e[2].start, e[1], e[2].rev, e[2].doc} end
     end
-    return {head(P), redis.call('HGETALL', P .. 'p'), acts, sums, redis.call('SMEMBERS', P .. 'wks')}
-end
-
--- fit_account_delete: removes every key of the user. Returns the number deleted.
-local function account_delete(keys, args)
-    local P = prefix_of(keys[1])
-    local ctx = cjson.decode(args[1])
-    local user = user_of(P)
-    local n = 0
-    local function del(k) n = n + redis.call('DEL', k) end
-    local touched = {}
-    for _, w in ipairs(redis.call('SMEMBERS', P .. 'wks')) do
-        if w >= ctx.mw then
-            for _, sc in ipairs(scopes(P, w, ctx)) do
-                n = n + redis.call('ZREM', board_key(P, w, sc), user)
-                touched[#touched + 1] = 'week:' .. w .. ':' .. sc
+    local lo = from > 0 and week_index(iso_week_of(date_of(math.floor(from / 86400000) - 1))) or 0
+    for _, w in ipairs(redis.call('ZRANGEBYSCORE', P .. 'wks', lo, '+inf')) do
+        local wh, docs = redis.call('HGETALL', P .. 'w:' .. w), {}
+        for i = 1, #wh, 2 do
+            local kind = string.sub(wh[i], 1, 1)
+            if kind == 'd' then
+                docs[string.sub(wh[i], 2)] = wh[i + 1]
+            elseif kind == 'k' then
+                for _, k in ipairs(folded_parse(wh[i + 1])) do
+                    if k.start >= from then list[#list + 1] = {k.start, k.cid, k.rev, folded_doc(k)} end
+                end
+            end
+        end
+        local dates = week_dates(w)
+        for i = 1, #wh, 2 do
+            if string.sub(wh[i], 1, 1) == 'x' then
+                local day = string.sub(wh[i], 2)
+                local date = dates[tonumber(day) + 1]
+                for source, m in pairs(items_parse(wh[i + 1], date).m) do
+                    local doc = docs[day .. '|' .. source]
+                    if m.dm >= from and doc then sums[#sums + 1] = {m.dm, date .. '|' .. source, doc} end
+                end
             end
         end
     end
-    n = n + redis.call('HDEL', shard_of(P) .. 'lbnames', user)
-    local ch = redis.call('HGETALL', P .. 'ch')
-    for i = 1, #ch, 2 do
-        local id, def = ch[i], cjson.decode(ch[i + 1])
-        local st = cjson.decode(redis.call('HGET', P .. 'chp', id) or '{"p":0,"c":0}')
-        n = n + redis.call('ZREM', shard_of(P) .. 'ch:' .. id .. '/all', user)
-        if def.team and def.team ~= '' and st.c ~= 0 then
-            redis.call('ZINCRBY', shard_of(P) .. 'ch:' .. id .. '/teams', -st.c, def.team)
+    table.sort(list, by_first)
+    table.sort(sums, by_first)
+    local acts, flat = {}, {}
+    for _, e in ipairs(list) do
+        acts[#acts + 1] = e[2]
+        acts[#acts + 1] = e[3]
+        acts[#acts + 1] = e[4]
+    end
+    for _, e in ipairs(sums) do
+        flat[#flat + 1] = e[2]
+        flat[#flat + 1] = e[3]
+    end
+    return {head(P), profile_flat(P), acts, flat, redis.call('ZRANGE', P .. 'wks', 0, -1)}
+end
+
+-- fit_account_delete: removes every key of the user and their part of every
+-- shared figure. Returns the number of keys and entries deleted.
+local function account_delete(keys, args)
+    local P = prefix_of(keys[1])
+    local cx = call_new(P, ctx_decode(args[1]))
+    cx.now = now_ms()
+    profile_load(cx)
+    local n = 0
+    local function del(k) n = n + redis.call('DEL', k) end
+    for _, w in ipairs(redis.call('ZRANGE', P .. 'wks', 0, -1)) do
+        local v = redis.call('HMGET', P .. 'w:' .. w, 'c', 'b', unpack(WEEKDAYS))
+        if v[2] and w >= cx.ctx.mw then
+            for _, sc in ipairs(scopes_of(cx.prof, w, cx.ctx)) do n = n + board_rem(cx, w, sc) end
         end
-        touched[#touched + 1] = 'challenge:' .. id .. ':all'
-        touched[#touched + 1] = 'challenge:' .. id .. ':teams'
-    end
-    for _, k in ipairs({'ch', 'chp', 'ach'}) do del(P .. k) end
-    -- Aggregates: the member's contributions leave the statistics, too.
-    local S = shard_of(P)
-    local sc = redis.call('HGETALL', P .. 'sc')
-    for i = 1, #sc, 2 do
-        local old = cjson.decode(sc[i + 1])
-        stats_apply(S, sc[i], old.c, old.s, -1)
-    end
-    for _, d in ipairs(redis.call('SMEMBERS', P .. 'days')) do
-        if day_is_active(redis.call('HGET', P .. 'w:' .. iso_week_of(d), d)) then
-            day_active_changed(P, d, true, false)
+        contribution_add(cx, w, contribution_parse(v[1] or nil), -1)
+        for i, date in ipairs(week_dates(w)) do
+            if active(day_parse(v[i + 2] or nil)) then stat_add(cx, w, '_d' .. date, -1) end
         end
+        del(P .. 'w:' .. w)
     end
-    if redis.call('EXISTS', P .. 'since') == 1 then total(S, 'members', -1) end
+    n = n + redis.call('HDEL', cx.S .. 'lbnames', cx.user)
+    for id, rec in pairs(cx.ch or {}) do
+        n = n + redis.call('ZREM', cx.S .. 'ch:' .. id .. '/all', cx.user)
+        local def = challenge_def(rec)
+        if def.team and def.team ~= '' and rec.c ~= 0 then
+            redis.call('ZINCRBY', cx.S .. 'ch:' .. id .. '/teams', -rec.c, def.team)
+        end
+        redis.call('HINCRBY', cx.S .. 'chn', id, -1)
+        cx.touched[#cx.touched + 1] = 'challenge:' .. id .. ':all'
+        cx.touched[#cx.touched + 1] = 'challenge:' .. id .. ':teams'
+    end
+    if cx.prof._s then cx.tot.members = -1 end
     local live = 0
-    for _, cid in ipairs(redis.call('ZRANGE', P .. 'acts', 0, -1)) do
-        if redis.call('HGET', P .. 'a:' .. cid, 'del') ~= '1' then live = live + 1 end
+    for _, e in ipairs(sessions_all(P)) do
+        if not e[2].del then live = live + 1 end
     end
-    total(S, 'activities', -live)
-    for i = 1, #ch, 2 do redis.call('HINCRBY', S .. 'chn', ch[i], -1) end
-    for _, k in ipairs({'sc', 'since'}) do del(P .. k) end
-    publish(touched)
-    for _, cid in ipairs(redis.call('ZRANGE', P .. 'acts', 0, -1)) do del(P .. 'a:' .. cid) end
-    for _, d in ipairs(redis.call('SMEMBERS', P .. 'days')) do del(P .. 'd:' .. d) end
-    for _, w in ipairs(redis.call('SMEMBERS', P .. 'wks')) do del(P .. 'w:' .. w) end
-    for _, k in ipairs({'p', 'log', 'acts', 'sums', 'days', 'wks'}) do del(P .. k) end
+    cx.tot.activities = -live
+    call_finish(cx)
+    for _, k in ipairs({'m', 'log', 'wks'}) do del(P .. k) end
     return n
 end
 
@@ -953,26 +1659,39 @@ end
 -- then ISO weeks. Returns {totals (flat), today's active, uploads of the last 60
 -- minutes (oldest first), events [(id, name, kind, state, teams, laps) ...],
 -- challenge participants (flat), connected devices (flat, shard 0 only),
--- then one flat hash per week}.
+-- then one flat hash per week}. Internal fields ("_...") are left out.
 local function stats_read(keys, args)
     local S = string.match(keys[1], '^(fit:{[^}]*}:)')
-    local r = {redis.call('HGETALL', keys[1])}
-    r[#r + 1] = redis.call('HGET', S .. 'sd:' .. args[1], 'active') or '0'
+    local function public(h)
+        local r, internal = {}, {}
+        for i = 1, #h, 2 do
+            if string.sub(h[i], 1, 1) == '_' then
+                internal[h[i]] = h[i + 1]
+            else
+                r[#r + 1] = h[i]
+                r[#r + 1] = h[i + 1]
+            end
+        end
+        return r, internal
+    end
+    local tot, ring = public(redis.call('HGETALL', keys[1]))
+    local r = {tot}
+    r[#r + 1] = redis.call('HGET', S .. 'st:' .. iso_week_of(args[1]), '_d' .. args[1]) or '0'
     local upm, minute = {}, tonumber(args[2])
-    for i = 59, 0, -1 do upm[#upm + 1] = redis.call('GET', S .. 'upm:' .. (minute - i)) or '0' end
+    for i = 59, 0, -1 do
+        local m, c = string.match(ring['_u' .. ((minute - i) % 60)] or '', '^(%d+):(%d+)$')
+        upm[#upm + 1] = (tonumber(m) == minute - i) and c or '0'
+    end
     r[#r + 1] = upm
-    local events = {}
-    for _, id in ipairs(redis.call('SMEMBERS', S .. 'events')) do
-        local E = S .. 'e:' .. id .. '/'
-        local m = redis.call('HMGET', E .. 'meta', 'doc', 'kind', 'state', 'laps')
-        local name = m[1] and cjson.decode(m[1]).name or id
-        events[#events + 1] = {id, name, m[2] or '', m[3] or '', redis.call('SCARD', E .. 'teams'),
-                               m[4] or '0'}
+    local events, rows = {}, redis.call('HGETALL', S .. 'evs')
+    for i = 1, #rows, 2 do
+        local e = cjson.decode(rows[i + 1])
+        events[#events + 1] = {rows[i], e[1], e[2], e[3], e[4], e[5]}
     end
     r[#r + 1] = events
     r[#r + 1] = redis.call('HGETALL', S .. 'chn')
     r[#r + 1] = redis.call('HGETALL', S .. 'conns')
-    for i = 3, #args do r[#r + 1] = redis.call('HGETALL', S .. 'st:' .. args[i]) end
+    for i = 3, #args do r[#r + 1] = (public(redis.call('HGETALL', S .. 'st:' .. args[i]))) end
     return r
 end
 
@@ -984,6 +1703,7 @@ redis.register_function('fit_summary_delete', summary_delete)
 redis.register_function('fit_profile_set', profile_set)
 redis.register_function('fit_account_delete', account_delete)
 redis.register_function('fit_challenge_join', challenge_join)
+redis.register_function('fit_fold', fold)
 local ro = {'no-writes'}
 redis.register_function{function_name = 'fit_activity_get', callback = activity_get, flags = ro}
 redis.register_function{function_name = 'fit_weeks_get', callback = weeks_get, flags = ro}
