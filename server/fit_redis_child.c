@@ -346,6 +346,13 @@ static int spawn(fit_redis_child *c)
         int err = 0;
         for (int sig = 1; sig < NSIG; sig++)
             signal(sig, SIG_DFL);
+        /*
+         * A process group of its own: a terminal's Ctrl-C (SIGINT to the whole
+         * foreground group) reaches fitsyncd only, which then stops Redis
+         * cleanly with SIGTERM after answering what is in flight. Redis given
+         * SIGINT twice would exit without flushing ("You insist").
+         */
+        setpgid(0, 0);
         if (prctl(PR_SET_PDEATHSIG, SIGTERM) != 0)
             err = errno;
         else if (getppid() != parent)
@@ -400,6 +407,14 @@ int fit_redis_child_start(fit_redis_child *c, uv_loop_t *loop, const char *bin, 
     snprintf(c->conf, sizeof(c->conf), "%s", conf);
     snprintf(c->dir, sizeof(c->dir), "%s", data_dir);
     snprintf(c->pidfile, sizeof(c->pidfile), "%s/redis.pid", data_dir);
+    if (access(data_dir, W_OK | X_OK) != 0) {
+        /* Redis would fail to bind its socket there on every restart, forever. */
+        fit_log(FIT_LOG_ERROR,
+                "data_dir %s is not writable (%s): the embedded Redis keeps its socket and AOF "
+                "there",
+                data_dir, strerror(errno));
+        return FIT_EIO;
+    }
     int rc = lock_dir(c);
     if (rc == 0)
         rc = stop_leftovers(c);

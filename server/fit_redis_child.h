@@ -65,7 +65,7 @@ typedef struct fit_redis_child {
 } fit_redis_child;
 
 /*
- * Claims data_dir (absolute) for this process, stops any redis-server left
+ * Claims data_dir (absolute; it must be writable) for this process, stops any redis-server left
  * serving it, and starts redis-server (bin, found on PATH if not absolute)
  * with conf, its working directory and socket in data_dir. The socket path is
  * written to child->sock. Blocks for at most FIT_REDIS_ORPHAN_WAIT_MS plus a

@@ -16,6 +16,9 @@
 #include "fit_log.h"
 
 #include <stddef.h>
+#include <errno.h>
+#include <netdb.h>
+#include <sys/socket.h>
 #include <stdio.h>
 #include <limits.h>
 #include <stdlib.h>
@@ -313,6 +316,37 @@ static void sweep(uv_timer_t *t)
     }
 }
 
+/* 0 if host:port can be bound now (SO_REUSEADDR, as lws binds), else -1 with the reason. */
+static int port_free(const char *host, int port, char *why, size_t len)
+{
+    struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                             .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE},
+                    *res = NULL;
+    char service[16];
+    snprintf(service, sizeof(service), "%d", port);
+    int rc = getaddrinfo(strcmp(host, "0.0.0.0") == 0 ? NULL : host, service, &hints, &res);
+    if (rc != 0) {
+        snprintf(why, len, "%s", gai_strerror(rc));
+        return -1;
+    }
+    int ok = -1;
+    for (struct addrinfo *a = res; a && ok != 0; a = a->ai_next) {
+        int fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+            continue;
+        int one = 1;
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+        if (bind(fd, a->ai_addr, a->ai_addrlen) == 0)
+            ok = 0;
+        else
+            snprintf(why, len, "%s", strerror(errno));
+        close(fd);
+    }
+    freeaddrinfo(res);
+    return ok;
+}
+
 /* fit_store_options.peer_pid: the embedded Redis the store may talk to. */
 static pid_t child_pid(void *data)
 {
@@ -334,6 +368,17 @@ int fit_server_start(fit_server *srv, uv_loop_t *loop, fit_config *cfg)
     srv->sigint.data = srv->sigterm.data = srv->drain_timer.data = srv->sweep_timer.data = srv;
     if (fit_mkdirs(cfg->data_dir) != 0) {
         fit_log(FIT_LOG_ERROR, "cannot create data_dir %s", cfg->data_dir);
+        return FIT_EIO;
+    }
+    /*
+     * lws 4.1 on a foreign libuv loop leaves freed handles on the loop when
+     * it cannot listen, and the next uv_run crashes (found from outside: a
+     * port in use gave a segfault). So the port is tried first,
+     * before anything (the embedded Redis) is started.
+     */
+    char why[128];
+    if (port_free(cfg->host, cfg->port, why, sizeof(why)) != 0) {
+        fit_log(FIT_LOG_ERROR, "cannot listen on %s:%d: %s", cfg->host, cfg->port, why);
         return FIT_EIO;
     }
     if (fit_secret_find(cfg->token_secret, cfg->data_dir, 1, srv->secret, sizeof(srv->secret), err,

@@ -209,7 +209,11 @@ static void reply_cb(redisAsyncContext *ac, void *reply, void *privdata)
         } else if (rep) {
             snprintf(s->last_error, sizeof(s->last_error), "FUNCTION LOAD failed: %.90s",
                      rep->str ? rep->str : "?");
-            fprintf(stderr, "fitsync: %s\n", s->last_error);
+            if (rep->str && strncmp(rep->str, "LOADING", 7) == 0)
+                fprintf(stderr, "fitsync: Redis is still loading its data; the Functions library "
+                                "is loaded when it is done\n");
+            else
+                fprintf(stderr, "fitsync: %s\n", s->last_error);
             /*
              * E.g. "LOADING Redis is loading the dataset in memory" after a restart:
              * the timer drops this connection (not from inside this callback) and

@@ -219,6 +219,44 @@ describe('one fitsyncd and one Redis per data directory', { timeout: 120000 }, (
     }
   });
 
+  it('exits 1 with a clear error when its port is in use, and starts no Redis', async () => {
+    const srv = await startServer({ env: ENV });
+    servers.push(srv);
+    const dir = tempDir('fitsync-port-');
+    dirs.push(dir);
+    const r = spawnSync(FITSYNCD, ['--port', String(srv.port), '--data-dir', dir], {
+      env: { ...process.env, FITSYNC_TOKEN_SECRET: 'x' },
+      encoding: 'utf8',
+      timeout: 10000,
+    });
+    assert.equal(r.status, 1, `exit status 1, not a crash (signal ${r.signal}): ${r.stderr}`);
+    assert.match(r.stderr, new RegExp(`cannot listen on 0\\.0\\.0\\.0:${srv.port}: Address already in use`));
+    assert.deepEqual(redisOn(dir), [], 'no redis-server was started for it');
+  });
+
+  it('stops cleanly on Ctrl-C: the terminal\'s SIGINT reaches fitsyncd, which stops its Redis', async () => {
+    const dir = tempDir('fitsync-ctrlc-');
+    dirs.push(dir);
+    const port = await freePort();
+    // A process group of its own, as a shell gives a foreground job; Ctrl-C signals the group.
+    const p = spawn(FITSYNCD, ['--port', String(port), '--data-dir', dir], {
+      env: { ...process.env, ...ENV, FITSYNC_TOKEN_SECRET: 'x' },
+      stdio: ['ignore', 'ignore', 'pipe'],
+      detached: true,
+    });
+    let err = '';
+    p.stderr.on('data', (d) => (err += d));
+    const exited = new Promise((resolve) => p.on('exit', (code, signal) => resolve({ code, signal })));
+    await waitFor(() => /Redis ready/.test(err) && redisOn(dir).length === 1, { what: 'fitsyncd and its Redis up' });
+    process.kill(-p.pid, 'SIGINT');
+    const r = await withTimeout(exited, 15000, 'fitsyncd to exit after Ctrl-C');
+    assert.equal(r.code, 0, err);
+    assert.doesNotMatch(err, /You insist/, 'Redis was not interrupted itself');
+    assert.match(err, /ready to exit/, 'Redis shut down cleanly (SIGTERM from fitsyncd)');
+    assert.deepEqual(redisOn(dir), [], 'no redis-server left');
+    assert.ok(!fs.existsSync(path.join(dir, 'redis.sock')), 'its socket removed');
+  });
+
   it('refuses a second fitsyncd on a directory in use, naming the holder', async () => {
     const srv = await startServer({ env: ENV });
     servers.push(srv);

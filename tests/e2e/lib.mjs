@@ -151,9 +151,10 @@ export async function startServer(opts = {}) {
   const port = opts.port || (await freePort());
   const dataDir = opts.dataDir || tempDir();
   let extra = opts.args || [];
-  const sharing = !!opts.env?.FITSYNC_REDIS_ADDRESS || extra.includes('--redis');
-  if (CLUSTER_DIR) extra = extra.filter((a, i) => a !== '--redis' && extra[i - 1] !== '--redis');
-  const env = { ...clusterEnv(sharing), ...process.env, ...(opts.env || {}) };
+  const i = extra.indexOf('--redis');
+  const shared = opts.env?.FITSYNC_REDIS_ADDRESS || (i >= 0 ? extra[i + 1] : '');
+  if (CLUSTER_DIR) extra = extra.filter((a, k) => a !== '--redis' && extra[k - 1] !== '--redis');
+  const env = { ...clusterEnv(shared), ...process.env, ...(opts.env || {}) };
   delete env.FITSYNC_E2E_CLUSTER_DIR; // the harness's, not a setting: fitsyncd would refuse it
   if (CLUSTER_DIR) delete env.FITSYNC_REDIS_ADDRESS; // "share another server's Redis": the cluster
   let secret = opts.secret === undefined ? crypto.randomBytes(24).toString('hex') : opts.secret;
@@ -179,8 +180,9 @@ export async function startServer(opts = {}) {
  * then runs against it (FITSYNC_REDIS_CLUSTER = its nodes, 16 logical shards
  * so that members spread over every primary), and each server starts from an
  * empty cluster (FLUSHALL on each primary; the test files of this label hold
- * the cluster one at a time) unless it was asked to share another server's
- * Redis (opts.env.FITSYNC_REDIS_ADDRESS): then it shares the cluster.
+ * the cluster one at a time) unless it was asked to share a Redis that an
+ * earlier server of the process was given too (FITSYNC_REDIS_ADDRESS or
+ * --redis with the same address): then it shares the cluster as it is.
  * Tests that need two separate Redis at once skip themselves (onlyOneRedis).
  */
 export const CLUSTER_DIR = process.env.FITSYNC_E2E_CLUSTER_DIR || '';
@@ -224,9 +226,12 @@ export const onlyOneRedis = CLUSTER_DIR ? 'needs two separate Redis; one cluster
 /* node:test's skip option for a test of the embedded (or its own) redis-server itself. */
 export const embeddedOnly = CLUSTER_DIR ? 'tests a single redis-server of its own' : false;
 
-function clusterEnv(sharing) {
+const sharedAddresses = new Set();
+function clusterEnv(shared) {
   if (!CLUSTER_DIR) return {};
-  if (!sharing)
+  const joining = shared && sharedAddresses.has(shared);
+  if (shared) sharedAddresses.add(shared);
+  if (!joining)
     for (const p of clusterPrimaries()) execFileSync('redis-cli', ['-p', String(p), 'flushall'], { timeout: 10000 });
   return { FITSYNC_REDIS_CLUSTER: clusterPorts().map((p) => `127.0.0.1:${p}`).join(','), FITSYNC_SHARDS: String(SHARDS) };
 }
