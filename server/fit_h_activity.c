@@ -126,7 +126,7 @@ static json_t *batch_items(fit_session *s, fit_request *req, const char *field)
 {
     json_t *items = json_object_get(req->root, field);
     char msg[96];
-    if (!items) {
+    if (!items || json_is_null(items)) { /* null counts as absent (PROTOCOL.md, Conventions) */
         fit_session_send_error(s, req->id, FIT_EMISSING_FIELD, field, NULL);
         return NULL;
     }

@@ -253,8 +253,10 @@ static void handle_hello(fit_session *s, fit_request *req)
     json_t *tok = json_object_get(req->root, "token");
     json_t *dev = json_object_get(req->root, "device_id");
     if (!tok || !json_is_string(tok)) {
-        fit_session_send_error(s, req->id, tok ? FIT_EINVALID_TYPE : FIT_EMISSING_FIELD, "token",
-                               "token (a bearer token string) is required");
+        /* null counts as absent (PROTOCOL.md, Conventions): missing_field */
+        fit_session_send_error(s, req->id,
+                               tok && !json_is_null(tok) ? FIT_EINVALID_TYPE : FIT_EMISSING_FIELD,
+                               "token", "token (a bearer token string) is required");
         fit_session_close_after_flush(s, LWS_CLOSE_STATUS_POLICY_VIOLATION, "hello failed");
         return;
     }
@@ -305,8 +307,10 @@ static void handle_token_refresh(fit_session *s, fit_request *req)
 {
     json_t *tok = json_object_get(req->root, "token");
     if (!tok || !json_is_string(tok)) {
-        fit_session_send_error(s, req->id, tok ? FIT_EINVALID_TYPE : FIT_EMISSING_FIELD, "token",
-                               "token (a bearer token string) is required");
+        /* null counts as absent (PROTOCOL.md, Conventions): missing_field */
+        fit_session_send_error(s, req->id,
+                               tok && !json_is_null(tok) ? FIT_EINVALID_TYPE : FIT_EMISSING_FIELD,
+                               "token", "token (a bearer token string) is required");
         return;
     }
     fit_token_claims c;

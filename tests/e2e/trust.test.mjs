@@ -79,6 +79,9 @@ describe('trust: tokens, hello timeout, marshals, finished events', { timeout: 9
     assert.equal(bad.code, 'invalid_token');
     const none = await c.request({ type: 'token.refresh' });
     assert.equal(none.code, 'missing_field');
+    // A field sent as null counts as absent (PROTOCOL.md, Conventions).
+    assert.equal((await c.request({ type: 'token.refresh', token: null })).code, 'missing_field');
+    assert.equal((await c.request({ type: 'activity.upload', activities: null })).code, 'missing_field');
     const exp = now() + 3600;
     const ok = await c.request({ type: 'token.refresh', token: srv.token('carol', { exp }) });
     assert.equal(ok.type, 'token.refresh', JSON.stringify(ok));
