@@ -150,15 +150,8 @@ for run in $(seq "$RUNS"); do
     wait $MON 2>/dev/null || true
     LINE=$(grep -m1 '"fit_activity_put"' "$D/monitor.txt" || true)
     [ -n "$LINE" ] || { log "no FCALL fit_activity_put seen by MONITOR"; exit 1; }
-    # MONITOR quotes every argument ("..." with \" and \\ escapes): split into a bash array,
-    # then randomise the user and the client_id with redis-benchmark's __rand_int__.
-    mapfile -t ARGS < <(printf '%s\n' "$LINE" | node -e '
-        const line = require("fs").readFileSync(0, "utf8").trim();
-        const args = [...line.slice(line.indexOf("\"")).matchAll(/"((?:[^"\\]|\\.)*)"/g)]
-            .map(m => m[1].replace(/\\x([0-9a-f]{2})/g, (_, h) => String.fromCharCode(parseInt(h, 16)))
-                          .replace(/\\(.)/g, "$1"));
-        const user = args[3].match(/:u:([^/]+)\/log$/)[1], cid = args[6];
-        for (let a of args) console.log(a.split(cid).join("c__rand_int__").split(":u:" + user + "/").join(":u:rb__rand_int__/"));')
+    # The captured call's arguments, the member and client_id randomised (tools/monitor-args.mjs).
+    mapfile -t ARGS < <(printf '%s\n' "$LINE" | node "$ROOT/tools/monitor-args.mjs")
     echo "${ARGS[*]}" | cut -c1-400 >"$OUT/ceiling.command.txt"
     redis-benchmark -s "$D/data/redis.sock" -n $CEIL_N -c 8 -P 16 -r 100000000 -q "${ARGS[@]}" \
         >"$D/rb.txt" 2>&1 || { log "redis-benchmark failed"; cat "$D/rb.txt" >&2; FAILED=1; }
