@@ -167,5 +167,18 @@ describe('kill -9 of a Redis Cluster primary under load', { skip: CLUSTER_DIR ? 
     assert.deepEqual(board.entries.map((e) => e.score), want.map((w) => w.score).sort((x, y) => y - x),
       'the board equals a recomputation from the members\' weeks');
     viewer.close();
+
+    // Cross-process pushes still flow after the failover: subscribed on one process,
+    // an upload through the other is pushed (each process's pub/sub connection moved to a
+    // live node if its own was the one killed).
+    const watcher = await b.login('watcher', 'screen');
+    const sub = await watcher.request({ type: 'leaderboard.subscribe', board: `week:${week}:all`, limit: 100 });
+    assert.equal(sub.type, 'leaderboard.subscribe', JSON.stringify(sub));
+    const late = await a.login('late-comer', 'phone');
+    const up = await late.request({ type: 'activity.upload', activities: [plannedSession(99, 1).item] });
+    assert.equal(up.results[0].status, 'created', JSON.stringify(up));
+    const push = await watcher.nextPush('leaderboard', 5000);
+    assert.equal(push.board, `week:${week}:all`);
+    for (const c of [watcher, late]) c.close();
   });
 });
