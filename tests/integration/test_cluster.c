@@ -321,6 +321,12 @@ static void on_message(fit_store *s, const char *channel, const char *payload, s
     snprintf(got_payload, sizeof(got_payload), "%.*s", (int)len, payload);
 }
 
+static int sub_closed;
+static void on_sub_closed(fit_store *s)
+{
+    sub_closed = 1;
+}
+
 static void test_pubsub_over_a_node_list(void **state)
 {
     fit_store sub;
@@ -346,8 +352,10 @@ static void test_pubsub_over_a_node_list(void **state)
     assert_string_equal(r.err, "");
     assert_true(run_until(&got_message, 5000));
     assert_string_equal(got_payload, "hello-cluster");
-    closed = 0;
-    fit_store_close(&sub, NULL);
+    /* sub lives on this stack: its handles must be closed before the function returns. */
+    sub_closed = 0;
+    fit_store_close(&sub, on_sub_closed);
+    assert_true(run_until(&sub_closed, 5000));
 }
 
 static void test_durable_write_waits_for_a_replica(void **state)
