@@ -12,15 +12,13 @@
 #include <cmocka.h>
 
 #include "fit_cluster.h"
+#include "harness.h"
 
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-extern const char fit_functions_lua[];
-extern const size_t fit_functions_lua_len;
 
 static const char *cluster_dir;
 static int ports[16], nports;
@@ -31,11 +29,7 @@ static fit_cluster cl;
 
 static int run_until(const int *flag, int ms)
 {
-    for (int i = 0; i < ms / 5 && !*flag; i++) {
-        uv_run(&loop, UV_RUN_NOWAIT);
-        usleep(5000);
-    }
-    return *flag;
+    return harness_run_until(&loop, flag, ms);
 }
 
 struct result {

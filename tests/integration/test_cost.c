@@ -19,7 +19,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include "fit_ops.h"
+#include "harness.h"
 
 #include <hiredis/hiredis.h>
 #include <signal.h>
@@ -29,10 +29,6 @@
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-extern char **environ;
-extern const char fit_functions_lua[];
-extern const size_t fit_functions_lua_len;
 
 #define COMMANDS_PER_UPLOAD 15
 #define HISTORY_DAYS 56
@@ -48,74 +44,19 @@ static fit_met_table met;
 static fit_ops ops;
 static redisContext *cli; /* a plain synchronous client, for INFO and direct calls */
 
-static json_t *load_config(const char *name)
-{
-    char path[512];
-    snprintf(path, sizeof(path), "%s/%s", FITSYNC_CONFIG_DIR, name);
-    json_t *j = json_load_file(path, 0, NULL);
-    assert_non_null(j);
-    return j;
-}
-
 static int setup(void **state)
 {
     snprintf(tmpdir, sizeof(tmpdir), "/tmp/fitsync-cost-XXXXXX");
     assert_non_null(mkdtemp(tmpdir));
     snprintf(sock, sizeof(sock), "%s/redis.sock", tmpdir);
     /* The listpack limits are config/redis.conf's: memory is measured as deployed. */
-    char *argv[] = {"redis-server",
-                    "--port",
-                    "0",
-                    "--unixsocket",
-                    sock,
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                    "--daemonize",
-                    "no",
-                    "--dir",
-                    tmpdir,
-                    "--loglevel",
-                    "warning",
-                    "--hash-max-listpack-entries",
-                    "256",
-                    "--hash-max-listpack-value",
-                    "4096",
-                    NULL};
-    assert_int_equal(posix_spawnp(&redis_pid, "redis-server", NULL, NULL, argv, environ), 0);
-    for (int i = 0; i < 200 && access(sock, F_OK) != 0; i++)
-        usleep(10000);
-    assert_int_equal(access(sock, F_OK), 0);
+    static const char *const listpack[] = {"--hash-max-listpack-entries", "256",
+                                           "--hash-max-listpack-value", "4096", NULL};
+    harness_redis_spawn(&redis_pid, tmpdir, sock, listpack);
     uv_loop_init(&loop);
-    fit_store_options o;
-    memset(&o, 0, sizeof(o));
-    snprintf(o.address, sizeof(o.address), "%s", sock);
-    o.command_timeout_ms = 5000;
-    o.connect_timeout_ms = 2000;
-    o.reconnect_max_ms = 200;
-    assert_int_equal(fit_store_init(&store, &loop, &o, fit_functions_lua, fit_functions_lua_len),
-                     0);
-    char err[256];
-    json_t *j = load_config("who.json");
-    assert_int_equal(fit_who_targets_load(&who, j, err, sizeof(err)), 0);
-    json_decref(j);
-    j = load_config("met.json");
-    assert_int_equal(fit_met_table_load(&met, j, err, sizeof(err)), 0);
-    json_decref(j);
-    ops.redis.store = &store;
-    ops.shards = 1;
-    ops.window_ms = 56LL * 86400000;
-    ops.who = &who;
-    fit_ops_who_json(&who, ops.who_json, sizeof(ops.who_json));
-    snprintf(ops.age_bands, sizeof(ops.age_bands),
-             "5-17:5:17,18-34:18:34,35-49:35:49,50-64:50:64,65+:65:");
-    ops.board_keep_weeks = 520; /* the test's dates (2026-Q1) stay on kept boards */
-    for (int i = 0; i < 1000 && !fit_store_ready(&store); i++) {
-        uv_run(&loop, UV_RUN_NOWAIT);
-        usleep(5000);
-    }
-    assert_true(fit_store_ready(&store));
+    harness_store_open(&store, &loop, sock, 5000, 2000);
+    harness_ops_init(&ops, &store, &who, &met);
+    harness_wait_ready(&loop, &store);
     cli = redisConnectUnix(sock);
     assert_non_null(cli);
     assert_int_equal(cli->err, 0);
@@ -132,14 +73,10 @@ static int teardown(void **state)
 {
     redisFree(cli);
     fit_store_close(&store, on_closed);
-    for (int i = 0; i < 400 && !closed_flag; i++) {
-        uv_run(&loop, UV_RUN_NOWAIT);
-        usleep(5000);
-    }
+    harness_run_until(&loop, &closed_flag, 2000);
     uv_run(&loop, UV_RUN_DEFAULT);
     assert_int_equal(uv_loop_close(&loop), 0);
-    kill(redis_pid, SIGKILL);
-    waitpid(redis_pid, NULL, 0);
+    harness_redis_kill(redis_pid, sock);
     fit_met_table_free(&met);
     char cmd[128];
     snprintf(cmd, sizeof(cmd), "rm -rf %s", tmpdir);

@@ -10,7 +10,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include "fit_ops.h"
+#include "harness.h"
 
 #include <signal.h>
 #include <spawn.h>
@@ -20,10 +20,6 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-extern char **environ;
-extern const char fit_functions_lua[];
-extern const size_t fit_functions_lua_len;
 
 static char tmpdir[64];
 static char sock[128];
@@ -36,65 +32,23 @@ static fit_ops ops;
 
 static void redis_start(void)
 {
-    char *argv[] = {"redis-server",
-                    "--port",
-                    "0",
-                    "--unixsocket",
-                    sock,
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                    "--enable-debug-command",
-                    "yes",
-                    "--daemonize",
-                    "no",
-                    "--dir",
-                    tmpdir,
-                    "--loglevel",
-                    "warning",
-                    NULL};
-    assert_int_equal(posix_spawnp(&redis_pid, "redis-server", NULL, NULL, argv, environ), 0);
-    for (int i = 0; i < 200 && access(sock, F_OK) != 0; i++)
-        usleep(10000);
-    assert_int_equal(access(sock, F_OK), 0);
+    static const char *const debug[] = {"--enable-debug-command", "yes", NULL};
+    harness_redis_spawn(&redis_pid, tmpdir, sock, debug);
 }
 
 static void redis_stop(void)
 {
-    kill(redis_pid, SIGKILL);
-    waitpid(redis_pid, NULL, 0);
-    unlink(sock);
+    harness_redis_kill(redis_pid, sock);
 }
 
-/* Runs the loop until *flag is set or ms pass. Returns *flag. */
 static int run_until(const int *flag, int ms)
 {
-    for (int i = 0; i < ms / 5 && !*flag; i++) {
-        uv_run(&loop, UV_RUN_NOWAIT);
-        usleep(5000);
-    }
-    return *flag;
+    return harness_run_until(&loop, flag, ms);
 }
 
-static int ready_flag;
 static void wait_ready(void)
 {
-    ready_flag = 0;
-    for (int i = 0; i < 1000 && !fit_store_ready(&store); i++) {
-        uv_run(&loop, UV_RUN_NOWAIT);
-        usleep(5000);
-    }
-    assert_true(fit_store_ready(&store));
-}
-
-static json_t *load_config(const char *name)
-{
-    char path[512];
-    snprintf(path, sizeof(path), "%s/%s", FITSYNC_CONFIG_DIR, name);
-    json_t *j = json_load_file(path, 0, NULL);
-    assert_non_null(j);
-    return j;
+    harness_wait_ready(&loop, &store);
 }
 
 static int setup(void **state)
@@ -104,29 +58,8 @@ static int setup(void **state)
     snprintf(sock, sizeof(sock), "%s/redis.sock", tmpdir);
     redis_start();
     uv_loop_init(&loop);
-    fit_store_options o;
-    memset(&o, 0, sizeof(o));
-    snprintf(o.address, sizeof(o.address), "%s", sock);
-    o.command_timeout_ms = 400;
-    o.connect_timeout_ms = 500;
-    o.reconnect_max_ms = 200;
-    assert_int_equal(fit_store_init(&store, &loop, &o, fit_functions_lua, fit_functions_lua_len),
-                     0);
-    json_t *j = load_config("who.json");
-    char err[256];
-    assert_int_equal(fit_who_targets_load(&who, j, err, sizeof(err)), 0);
-    json_decref(j);
-    j = load_config("met.json");
-    assert_int_equal(fit_met_table_load(&met, j, err, sizeof(err)), 0);
-    json_decref(j);
-    ops.redis.store = &store;
-    ops.shards = 1;
-    ops.window_ms = 56LL * 86400000;
-    ops.who = &who;
-    fit_ops_who_json(&who, ops.who_json, sizeof(ops.who_json));
-    snprintf(ops.age_bands, sizeof(ops.age_bands),
-             "5-17:5:17,18-34:18:34,35-49:35:49,50-64:50:64,65+:65:");
-    ops.board_keep_weeks = 520;
+    harness_store_open(&store, &loop, sock, 400, 500);
+    harness_ops_init(&ops, &store, &who, &met);
     wait_ready();
     return 0;
 }
