@@ -28,9 +28,10 @@ extern const size_t fit_functions_lua_len;
 static inline void harness_redis_spawn(pid_t *pid, const char *dir, const char *sock,
                                        const char *const *extra)
 {
-    const char *argv[40] = {"redis-server", "--port",  "0",   "--unixsocket", sock,
-                            "--save",       "",        "--appendonly", "no", "--daemonize",
-                            "no",           "--dir",   dir,   "--loglevel",   "warning"};
+    const char *argv[40] = {
+        "redis-server", "--port", "0",           "--unixsocket", sock,    "--save", "",
+        "--appendonly", "no",     "--daemonize", "no",           "--dir", dir,      "--loglevel",
+        "warning"};
     size_t n = 15;
     for (size_t i = 0; extra && extra[i] && n < 39; i++)
         argv[n++] = extra[i];
